@@ -1,0 +1,53 @@
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// CPU time of another process, read from Linux's `/proc/PID/stat`.
+enum ProcessCPU {
+    /// Clock ticks per second, the unit of `/proc/PID/stat` times (`sysconf(_SC_CLK_TCK)`).
+    static var ticksPerSecond: Int {
+        Int(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// User plus system time of every thread of `pid` (fields 14 `utime` and 15 `stime`), in clock ticks;
+    /// nil when the file cannot be read, e.g. because the process is gone or this is not Linux.
+    static func ticks(pid: Int32) -> UInt64? {
+        guard let file = fopen("/proc/\(pid)/stat", "r") else { return nil }
+        defer { fclose(file) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = fread(&bytes, 1, bytes.count, file)
+        let text = String(decoding: bytes[..<count], as: UTF8.self)
+        // Field 2 (comm) is in parentheses and may hold spaces or ')': split after the last ')'.
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state), so field N is fields[N - 3].
+        guard fields.count > 12, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]) else {
+            return nil
+        }
+        return utime + stime
+    }
+
+    /// This process's own user plus system CPU time so far, in seconds (`getrusage(RUSAGE_SELF)`).
+    static func selfSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return user + system
+    }
+}
+
+/// Blocks the calling thread until `deadline` (monotonic, as ``NIODeadline``).
+func sleep(until deadline: NIODeadline) {
+    while true {
+        let now = NIODeadline.now()
+        if now >= deadline { return }
+        let nanoseconds = (deadline - now).nanoseconds
+        var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        nanosleep(&request, nil)
+    }
+}

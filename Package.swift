@@ -1,0 +1,85 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// MARK: - Shared dependencies
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
+let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let dequeModule = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "tulip",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Tulip", targets: ["Tulip"]),
+        .library(name: "TulipDaemon", targets: ["TulipDaemon"]),
+        .library(name: "TulipPlugins", targets: ["TulipPlugins"]),
+        .library(name: "TulipTestKit", targets: ["TulipTestKit"]),
+        .executable(name: "tulipd", targets: ["tulipd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: - Library
+
+        .target(
+            name: "Tulip",
+            dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
+        ),
+
+        // MARK: - Daemon
+
+        .target(
+            name: "TulipDaemon",
+            dependencies: ["Tulip", nioCore, nioPosix, nioConcurrencyHelpers, logging]
+        ),
+        .target(
+            name: "TulipPlugins",
+            dependencies: ["Tulip", "TulipDaemon", nioCore]
+        ),
+        .executableTarget(
+            name: "tulipd",
+            dependencies: ["Tulip", "TulipDaemon", "TulipPlugins", argumentParser, logging]
+        ),
+
+        // MARK: - Test support
+
+        .target(
+            name: "TulipTestKit",
+            dependencies: ["Tulip", nioCore, nioEmbedded]
+        ),
+
+        // MARK: - Tests
+
+        .testTarget(
+            name: "TulipTests",
+            dependencies: ["Tulip", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
+        ),
+        .testTarget(
+            name: "TulipDaemonTests",
+            dependencies: ["TulipDaemon", "TulipPlugins", "Tulip", nioCore, nioPosix, logging]
+        ),
+        .testTarget(
+            name: "TulipPluginsTests",
+            dependencies: ["TulipPlugins", "TulipDaemon", "TulipTestKit", "Tulip", nioCore, nioEmbedded]
+        ),
+    ]
+)
+
+// MARK: - Standard settings
+
+for target in package.targets {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,506 @@
+import NIOCore
+
+/// The transport of a stream connection: how a protocol object writes, closes and applies
+/// back-pressure (asyncio's socket transport, ASYNCIO-SPEC §15).
+///
+/// A `ChannelTransport` is confined to its loop's thread: call it from protocol callbacks, loop
+/// callbacks and tasks on that loop. It keeps asyncio's semantics where NIO's differ
+/// (ARCHITECTURE §3): ``close()`` flushes before closing and ``abort()`` discards; writes made
+/// while a read burst is delivered are coalesced and flushed once when the burst ends, and
+/// flushed at once otherwise; write flow control follows asyncio's water marks (FC-*); reading
+/// starts only after `connectionMade` returns and ``pauseReading()`` takes effect at once,
+/// holding bytes NIO already read.
+public final class ChannelTransport {
+    /// The loop that owns this transport.
+    public let loop: TulipLoop
+    /// A number unique among this process's transports, for logs.
+    public let connectionID: UInt64
+    /// When the transport was created.
+    public let openedAt: NIODeadline
+    /// Addresses, cached when the connection was accepted so they outlive it.
+    public private(set) var extraInfo: TransportInfo
+
+    private var context: ChannelHandlerContext?
+    private var protocolObject: (any StreamProtocol)?
+    private var bufferedProtocol: (any BufferedStreamProtocol)?
+    private var callbacks = ProtocolCallbackStateMachine()
+    weak var observer: (any ConnectionObserver)?
+    var onLost: ((ChannelTransport) -> Void)?
+
+    // Reading.
+    private var wantsReading = true
+    private var readingArmed = false
+    private var autoReadEnabled = false
+    private var heldReads: CircularBuffer<ByteBuffer> = CircularBuffer(initialCapacity: 0)
+    private var heldEOF = false
+    private var deliveryScheduled = false
+    private var inReadBurst = false
+
+    // Writing.
+    private var unflushedBytes = 0
+    private var limits = WriteBufferLimits.default
+    private var exactWaterMarks = true
+    private var writingPaused = false
+    private var inTransportCall = false
+    private var markerArmed = false
+    private var eofWritten = false
+    private var closing = false
+    private var aborted = false
+    private var lostError: (any Error)?
+    private var channelGone = false
+
+    /// Bytes delivered to the protocol (or held for it) so far.
+    public private(set) var bytesReceived: UInt64 = 0
+    /// Bytes accepted by ``write(_:)`` so far.
+    public private(set) var bytesSent: UInt64 = 0
+    /// Writes dropped because the transport was closing or closed (WT-6).
+    public private(set) var droppedWrites = 0
+    /// Whether writing EOF is supported: true for TCP and unix stream sockets (WT-10).
+    public let canWriteEOF: Bool
+
+    init(loop: TulipLoop, protocol protocolObject: any StreamProtocol, connectionID: UInt64, canWriteEOF: Bool = true) {
+        self.loop = loop
+        self.connectionID = connectionID
+        self.openedAt = .now()
+        self.extraInfo = TransportInfo()
+        self.canWriteEOF = canWriteEOF
+        self.setProtocolStorage(protocolObject)
+    }
+
+    // MARK: - Protocol
+
+    /// The protocol object receiving this transport's callbacks (TR-7).
+    public var `protocol`: (any StreamProtocol)? { self.protocolObject }
+
+    /// Sends every later callback to `newProtocol` (PR-9); switching between a plain and a
+    /// buffered protocol switches the read path.
+    public func setProtocol(_ newProtocol: any StreamProtocol) {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.callbacks.isLost else { return }
+        self.setProtocolStorage(newProtocol)
+    }
+
+    private func setProtocolStorage(_ newProtocol: any StreamProtocol) {
+        self.protocolObject = newProtocol
+        self.bufferedProtocol = newProtocol as? any BufferedStreamProtocol
+    }
+
+    // MARK: - State
+
+    /// Whether ``close()`` or ``abort()`` was called or the connection failed (TR-2).
+    public var isClosing: Bool { self.closing || self.channelGone }
+
+    /// Whether the transport reads: true from creation until ``pauseReading()`` or closing (RT-1).
+    public var isReading: Bool { self.wantsReading && !self.isClosing }
+
+    /// The allocator to make buffers for ``write(_:)`` with.
+    public var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
+
+    /// The asyncio key lookup (`get_extra_info`): `"peername"`, `"sockname"`; `default` otherwise.
+    public func extraInfo(_ key: String, default defaultValue: (any Sendable)? = nil) -> (any Sendable)? {
+        self.extraInfo.value(forKey: key, default: defaultValue)
+    }
+
+    // MARK: - Reading
+
+    /// Stops delivering data at once; bytes already read are held, unread ones stay in the kernel
+    /// (RT-2, RT-4). Idempotent; a no-op when closing.
+    public func pauseReading() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.isClosing, self.wantsReading else { return }
+        self.wantsReading = false
+        self.updateAutoRead()
+    }
+
+    /// Resumes reading after ``pauseReading()``: held bytes are delivered first, in the next
+    /// iteration (RT-2). A no-op when not paused or when closing (RT-5).
+    public func resumeReading() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.isClosing, !self.wantsReading else { return }
+        self.wantsReading = true
+        if !self.heldReads.isEmpty || self.heldEOF {
+            self.scheduleHeldDelivery()
+        } else {
+            self.updateAutoRead()
+        }
+    }
+
+    private var mayDeliverNow: Bool {
+        self.readingArmed && self.wantsReading && !self.isClosing && self.loop.isDispatching
+    }
+
+    /// NIO reads only while the protocol wants data, the loop runs and nothing is held.
+    private func updateAutoRead() {
+        let enable = self.mayDeliverNow && self.heldReads.isEmpty && !self.heldEOF && !self.deliveryScheduled
+        guard enable != self.autoReadEnabled, let context = self.context, !self.channelGone else { return }
+        self.autoReadEnabled = enable
+        try? context.channel.syncOptions?.setOption(.autoRead, value: enable)
+    }
+
+    private func scheduleHeldDelivery() {
+        guard !self.deliveryScheduled else { return }
+        self.deliveryScheduled = true
+        self.loop.callSoonInternal { [self] in
+            self.deliveryScheduled = false
+            self.deliverHeld()
+        }
+    }
+
+    private func deliverHeld() {
+        while self.mayDeliverNow, let buffer = self.heldReads.popFirst() {
+            self.deliver(buffer)
+        }
+        if self.heldEOF, self.heldReads.isEmpty, self.mayDeliverNow {
+            self.heldEOF = false
+            self.deliverEOF()
+        }
+        self.flushIfNeeded()
+        self.updateAutoRead()
+    }
+
+    private func deliver(_ buffer: ByteBuffer) {
+        guard self.callbacks.mayDeliverData() else { return }
+        do {
+            if let buffered = self.bufferedProtocol {
+                try buffered.feed(buffer)
+            } else {
+                try self.protocolObject?.dataReceived(buffer)
+            }
+        } catch {
+            self.fail(error, callback: self.bufferedProtocol == nil ? "data_received" : "buffer_updated")
+        }
+    }
+
+    private func deliverEOF() {
+        guard self.callbacks.eofReceived(), let protocolObject = self.protocolObject else { return }
+        let keepOpen: Bool
+        do {
+            keepOpen = try protocolObject.eofReceived()
+        } catch {
+            self.fail(error, callback: "eof_received")
+            return
+        }
+        if !keepOpen { self.close() }
+    }
+
+    /// PR-6: a failing callback is fatal to the connection; the write buffer is discarded.
+    private func fail(_ error: any Error, callback: String) {
+        self.loop.callExceptionHandler(
+            ExceptionContext(message: "Fatal error: protocol.\(callback)() call failed.", error: error)
+        )
+        if self.lostError == nil { self.lostError = error }
+        self.abort()
+    }
+
+    // MARK: - Writing
+
+    /// Queues `data` for sending, without copying it.
+    ///
+    /// Empty data is ignored (WT-2); after ``close()``/``abort()`` the data is dropped and counted,
+    /// never raised (WT-6), except that data written while a graceful close is still flushing is
+    /// flushed too (WT-12). Inside a read burst the flush waits for the burst's end; otherwise it
+    /// happens now (WT-5). Crossing the high-water mark calls
+    /// ``BaseProtocol/pauseWriting()`` before this returns (FC-4).
+    /// - Throws: ``TulipError/Code/writeAfterEOF`` after ``writeEOF()`` (WT-3).
+    public func write(_ data: ByteBuffer) throws {
+        let count = data.readableBytes
+        guard count > 0 else { return }
+        if self.eofWritten { throw TulipError.make(.writeAfterEOF, "Cannot call write() after write_eof()") }
+        guard let context = self.context, !self.channelGone, !self.aborted else {
+            self.droppedWrites += 1
+            return
+        }
+        self.bytesSent &+= UInt64(count)
+        self.inTransportCall = true
+        defer { self.inTransportCall = false }
+        context.write(NIOAny(data), promise: nil)
+        if self.inReadBurst && self.unflushedBytes + count <= self.limits.high {
+            self.unflushedBytes += count
+        } else {
+            self.unflushedBytes = 0
+            context.flush()
+        }
+        self.evaluatePause()
+    }
+
+    /// Queues the bytes of `bytes` (copied into a new buffer).
+    public func write(_ bytes: some Sequence<UInt8>) throws {
+        var buffer = self.allocator.buffer(capacity: bytes.underestimatedCount)
+        buffer.writeBytes(bytes)
+        try self.write(buffer)
+    }
+
+    /// Queues the UTF-8 bytes of `string`.
+    public func write(string: String) throws {
+        try self.write(self.allocator.buffer(string: string))
+    }
+
+    /// Writes each buffer in order, as one concatenated write (WT-8).
+    /// - Throws: ``TulipError/Code/writeAfterEOF`` after ``writeEOF()``
+    ///   ("Cannot call writelines() after write_eof()").
+    public func writelines(_ buffers: some Sequence<ByteBuffer>) throws {
+        if self.eofWritten { throw TulipError.make(.writeAfterEOF, "Cannot call writelines() after write_eof()") }
+        let wasInBurst = self.inReadBurst
+        self.inReadBurst = true
+        defer { self.inReadBurst = wasInBurst }
+        for buffer in buffers { try self.write(buffer) }
+        if !wasInBurst { self.flushIfNeeded() }
+        self.evaluatePause()
+    }
+
+    /// Bytes accepted by ``write(_:)`` and not yet handed to the kernel (WT-11).
+    public var writeBufferSize: Int {
+        guard let context = self.context, !self.channelGone else { return 0 }
+        return (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
+
+    /// The write-buffer limits as asyncio's `(low, high)` (FC-1).
+    public var writeBufferLimits: WriteBufferLimits { self.limits }
+
+    /// Sets the water marks (FC-2); pauses the protocol at once if the buffer is already above
+    /// the new high mark (FC-3). Lowering them never resumes.
+    public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.limits = try WriteBufferLimits(high: high, low: low)
+        self.applyWaterMarks()
+        self.inTransportCall = true
+        defer { self.inTransportCall = false }
+        self.evaluatePause(force: true)
+    }
+
+    private func applyWaterMarks() {
+        let (mark, exact) = self.limits.nioWaterMark
+        self.exactWaterMarks = exact
+        try? self.context?.channel.syncOptions?.setOption(.writeBufferWaterMark, value: mark)
+    }
+
+    private func flushIfNeeded() {
+        guard self.unflushedBytes > 0, let context = self.context else { return }
+        self.unflushedBytes = 0
+        self.inTransportCall = true
+        defer { self.inTransportCall = false }
+        context.flush()
+    }
+
+    /// FC-4: pause once the buffer is strictly above high. NIO's writability flag says whether
+    /// that is possible, so the exact size is read only when it is.
+    private func evaluatePause(force: Bool = false) {
+        guard !self.writingPaused, let context = self.context else { return }
+        if self.exactWaterMarks && !force && context.channel.isWritable { return }
+        guard self.writeBufferSize > self.limits.high else { return }
+        self.writingPaused = true
+        self.protocolObject?.pauseWriting()
+        if context.channel.isWritable { self.armDrainMarker() }
+    }
+
+    /// FC-5: resume once the buffer is at or below low after a pause.
+    private func evaluateResume() {
+        guard self.writingPaused, !self.callbacks.isLost else { return }
+        guard self.writeBufferSize <= self.limits.low else {
+            if self.context?.channel.isWritable == true { self.armDrainMarker() }
+            return
+        }
+        self.writingPaused = false
+        self.protocolObject?.resumeWriting()
+    }
+
+    /// Where NIO's flag cannot tell us (limits changed, or `low == high`), an empty write's
+    /// promise completes once everything before it has reached the kernel.
+    private func armDrainMarker() {
+        guard !self.markerArmed else { return }
+        self.markerArmed = true
+        self.whenFlushed { [self] in
+            self.markerArmed = false
+            self.dispatch { self.evaluateResume() }
+        }
+    }
+
+    /// Runs `body` once every byte written so far has been handed to the kernel.
+    private func whenFlushed(_ body: @escaping () -> Void) {
+        guard let context = self.context, !self.channelGone else { return }
+        self.unflushedBytes = 0
+        if self.writeBufferSize == 0 {
+            body()
+            return
+        }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        promise.futureResult.assumeIsolated().whenSuccess { body() }
+    }
+
+    /// Runs a protocol callback now if that is allowed, or in the next iteration if it would be
+    /// re-entrant (inside a transport method) or the loop is stopped (IT-3).
+    private func dispatch(_ body: @escaping () -> Void) {
+        if self.inTransportCall || !self.loop.isDispatching {
+            self.loop.callSoonInternal(body)
+        } else {
+            body()
+        }
+    }
+
+    // MARK: - Ending
+
+    /// Shuts the sending side down once the queued data is flushed; reading goes on (WT-9).
+    /// A no-op when closing or when EOF was already written.
+    public func writeEOF() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.isClosing, !self.eofWritten else { return }
+        self.eofWritten = true
+        self.whenFlushed { [self] in
+            guard !self.channelGone else { return }
+            self.context?.close(mode: .output, promise: nil)
+        }
+    }
+
+    /// Stops reading at once, flushes what is queued, then closes; `connectionLost(nil)` follows
+    /// in a later iteration (TR-4). Idempotent, never throws (TR-3).
+    public func close() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.closing else { return }
+        self.closing = true
+        self.heldReads.removeAll()
+        self.heldEOF = false
+        self.updateAutoRead()
+        self.closeWhenDrained()
+    }
+
+    private func closeWhenDrained() {
+        guard !self.aborted, !self.channelGone else { return }
+        self.whenFlushed { [self] in
+            // WT-12: what resumeWriting wrote during the flush is flushed too before closing.
+            if self.writeBufferSize > 0 {
+                self.closeWhenDrained()
+            } else if !self.channelGone {
+                self.context?.close(promise: nil)
+            }
+        }
+    }
+
+    /// Discards what is queued and closes now; `connectionLost(nil)` follows in a later iteration
+    /// (TR-5). Works during a flushing ``close()`` too.
+    public func abort() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.aborted else { return }
+        self.closing = true
+        self.aborted = true
+        self.heldReads.removeAll()
+        self.heldEOF = false
+        guard !self.channelGone, let context = self.context else { return }
+        context.close(promise: nil)
+    }
+}
+
+// Loop-confined: every member is touched on the loop's thread only.
+@available(*, unavailable)
+extension ChannelTransport: Sendable {}
+
+// MARK: - Events from ProtocolChannelHandler
+
+extension ChannelTransport {
+    func attach(to context: ChannelHandlerContext) {
+        self.context = context
+        self.extraInfo = TransportInfo(
+            peerAddress: context.channel.remoteAddress,
+            localAddress: context.channel.localAddress
+        )
+        self.applyWaterMarks()
+        self.loop.register(self)
+        self.observer?.connectionOpened(self)
+        // PR-1: connectionMade is scheduled, and reading is armed only once it has returned.
+        self.loop.callSoonInternal { [self] in
+            guard self.callbacks.connectionMade() else { return }
+            self.protocolObject?.connectionMade(transport: self)
+            self.readingArmed = true
+            if !self.heldReads.isEmpty || self.heldEOF {
+                self.scheduleHeldDelivery()
+            } else {
+                self.updateAutoRead()
+            }
+        }
+    }
+
+    func channelRead(_ buffer: ByteBuffer) {
+        guard !self.isClosing else { return }
+        self.bytesReceived &+= UInt64(buffer.readableBytes)
+        if self.mayDeliverNow && self.heldReads.isEmpty && !self.deliveryScheduled {
+            self.inReadBurst = true
+            self.deliver(buffer)
+        } else {
+            self.heldReads.append(buffer)
+            self.updateAutoRead()
+        }
+    }
+
+    func channelReadComplete() {
+        self.inReadBurst = false
+        self.flushIfNeeded()
+    }
+
+    func inputClosed() {
+        guard !self.isClosing else { return }
+        if self.mayDeliverNow && self.heldReads.isEmpty && !self.deliveryScheduled {
+            self.deliverEOF()
+            self.flushIfNeeded()
+        } else {
+            self.heldEOF = true
+        }
+        self.updateAutoRead()
+    }
+
+    func writabilityChanged(isWritable: Bool) {
+        guard isWritable, self.writingPaused else { return }
+        self.dispatch { [self] in self.evaluateResume() }
+    }
+
+    func shutdownRequested() {
+        self.dispatch { [self] in
+            guard !self.callbacks.isLost else { return }
+            self.protocolObject?.shutdownRequested()
+        }
+    }
+
+    func errorCaught(_ error: any Error) {
+        if self.lostError == nil && !self.aborted { self.lostError = error }
+        if !self.channelGone { self.context?.close(promise: nil) }
+    }
+
+    /// The channel closed: `connectionLost` is always delivered through the ready queue (IT-3).
+    func channelInactive() {
+        guard !self.channelGone else { return }
+        self.channelGone = true
+        self.heldReads.removeAll()
+        self.loop.callSoonInternal { [self] in self.deliverConnectionLost() }
+    }
+
+    private func deliverConnectionLost() {
+        let error = self.lostError
+        if self.callbacks.connectionLost() {
+            self.protocolObject?.connectionLost(error: error)
+        }
+        self.loop.unregister(self)
+        self.observer?.connectionClosed(self, error: error)
+        self.onLost?(self)
+        self.onLost = nil
+        // PR-5: drop the references to the protocol and the channel.
+        self.protocolObject = nil
+        self.bufferedProtocol = nil
+        self.context = nil
+    }
+}
+
+// MARK: - Loop pauses
+
+extension ChannelTransport: LoopParticipant {
+    func loopDidPause() {
+        self.updateAutoRead()
+    }
+
+    func loopDidResume() {
+        if !self.heldReads.isEmpty || self.heldEOF {
+            self.scheduleHeldDelivery()
+        } else {
+            self.updateAutoRead()
+        }
+        if self.writingPaused { self.dispatch { [self] in self.evaluateResume() } }
+    }
+}

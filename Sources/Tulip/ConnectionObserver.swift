@@ -1,0 +1,11 @@
+/// Watches the connections of a server: the daemon's logs and counters hang off this seam.
+///
+/// Called on the loop's thread. `connectionOpened` comes when the transport is created, before
+/// the protocol's `connectionMade`; `connectionClosed` right after the protocol's
+/// `connectionLost` has run.
+public protocol ConnectionObserver: AnyObject {
+    /// A connection was accepted and its transport created.
+    func connectionOpened(_ transport: ChannelTransport)
+    /// The connection is gone and its protocol was told.
+    func connectionClosed(_ transport: ChannelTransport, error: (any Error)?)
+}

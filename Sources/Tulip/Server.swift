@@ -1,0 +1,307 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:makeProtocol:)``
+/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:makeProtocol:)``
+/// (asyncio's `Server`, ASYNCIO-SPEC §13).
+///
+/// A server owns its listening sockets and tracks its client transports from their creation until
+/// their `connectionLost` has run (SV-3). ``close()`` stops accepting and leaves clients
+/// connected; ``waitClosed()`` returns once the server is closed and every client is gone.
+///
+/// - Note: Thread-safe. The state lives on the loop's thread: calls made elsewhere hop there
+///   (the synchronous ones wait for the hop, so do not call them from a task that the loop itself
+///   must run).
+public final class Server: @unchecked Sendable {
+    // @unchecked Sendable: `snapshot` is guarded by its lock; everything else is only touched on
+    // `loop.eventLoop`'s thread (each entry point hops there or asserts it).
+
+    /// The loop that owns the server (SV-10).
+    public let loop: TulipLoop
+    private let backlog: Int32
+    private let isUnix: Bool
+    private let makeProtocol: @Sendable () throws -> any StreamProtocol
+    private let observer: (any ConnectionObserver)?
+
+    private struct Snapshot {
+        var isServing = false
+        var isClosed = false
+        var sockets: [ServerSocketInfo] = []
+    }
+
+    private let snapshot: NIOLockedValueBox<Snapshot>
+
+    // Loop-confined.
+    private var pending: [BoundSocket]
+    private var listening: [(socket: BoundSocket, channel: any Channel)] = []
+    private var clients: [ObjectIdentifier: ChannelTransport] = [:]
+    private var closedWaiters: [CheckedContinuation<Void, Never>] = []
+    private var closedAndDrained = false
+    private var serveForeverWaiter: CheckedContinuation<Void, any Error>?
+    private var loopPaused = false
+
+    init(
+        loop: TulipLoop,
+        sockets: [BoundSocket],
+        backlog: Int32,
+        isUnix: Bool,
+        observer: (any ConnectionObserver)?,
+        makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
+    ) {
+        self.loop = loop
+        self.pending = sockets
+        self.backlog = backlog
+        self.isUnix = isUnix
+        self.observer = observer
+        self.makeProtocol = makeProtocol
+        self.snapshot = NIOLockedValueBox(
+            Snapshot(sockets: sockets.map { ServerSocketInfo(fileDescriptor: $0.fileDescriptor, localAddress: $0.address) })
+        )
+    }
+
+    // MARK: - State
+
+    /// Whether the server accepts connections (SV-6).
+    public var isServing: Bool { self.snapshot.withLockedValue { $0.isServing } }
+
+    /// Whether ``close()`` was called.
+    public var isClosed: Bool { self.snapshot.withLockedValue { $0.isClosed } }
+
+    /// The listening sockets; empty once closed (SV-5).
+    public var sockets: [ServerSocketInfo] { self.snapshot.withLockedValue { $0.sockets } }
+
+    /// The number of client connections currently tracked.
+    public var clientCount: Int {
+        self.onLoop { self.clients.count } ?? 0
+    }
+
+    /// The tracked client transports. Loop thread only.
+    public var clientTransports: [ChannelTransport] {
+        self.loop.eventLoop.preconditionInEventLoop()
+        return Array(self.clients.values)
+    }
+
+    // MARK: - Serving
+
+    /// Starts listening and accepting if that has not happened yet (SV-7). Idempotent.
+    /// - Throws: ``TulipError/Code/serverClosed`` after ``close()``.
+    public func startServing() async throws {
+        try await self.hop { try self.startServingOnLoop() }
+    }
+
+    func startServingOnLoop() throws -> [EventLoopFuture<any Channel>] {
+        self.loop.eventLoop.preconditionInEventLoop()
+        if self.snapshot.withLockedValue({ $0.isClosed }) {
+            throw TulipError.make(.serverClosed, "Server \(self) is closed")
+        }
+        guard !self.pending.isEmpty else { return [] }
+        let sockets = self.pending
+        self.pending = []
+        var futures: [EventLoopFuture<any Channel>] = []
+        for socket in sockets {
+            try socket.listen(backlog: self.backlog)
+            futures.append(self.register(socket))
+        }
+        self.snapshot.withLockedValue { $0.isServing = true }
+        return futures
+    }
+
+    private func hop(_ body: @escaping () throws -> [EventLoopFuture<any Channel>]) async throws {
+        let futures = try await self.loop.eventLoop.flatSubmit {
+            do {
+                let futures = try body()
+                return EventLoopFuture.whenAllSucceed(futures, on: self.loop.eventLoop).map { _ in () }
+            } catch {
+                return self.loop.eventLoop.makeFailedFuture(error)
+            }
+        }.get()
+        _ = futures
+    }
+
+    private func register(_ socket: BoundSocket) -> EventLoopFuture<any Channel> {
+        let loop = self.loop
+        let bootstrap = ServerBootstrap(group: loop.eventLoop)
+            .serverChannelOption(.autoRead, value: loop.isDispatching)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // CS-21: out of descriptors or memory, accepting pauses for a second and resumes.
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
+                }
+            }
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let protocolObject = try self.makeProtocol()
+                    let handler = ProtocolChannelHandler(loop: loop, protocol: protocolObject, observer: self.observer)
+                    self.track(handler.transport)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let future = bootstrap.withBoundSocket(socket.fileDescriptor)
+        future.assumeIsolated().whenSuccess { [self] channel in
+            // NIO listens with its own backlog when it adopts a socket; restore ours.
+            _ = Glibc.listen(socket.fileDescriptor, self.backlog)
+            if self.snapshot.withLockedValue({ $0.isClosed }) {
+                channel.close(promise: nil)
+                socket.removeSocketFile()
+            } else {
+                self.listening.append((socket, channel))
+                if self.listening.count == 1 { loop.register(self) }
+            }
+        }
+        return future
+    }
+
+    private func track(_ transport: ChannelTransport) {
+        self.clients[ObjectIdentifier(transport)] = transport
+        transport.onLost = { [self] transport in
+            self.clients.removeValue(forKey: ObjectIdentifier(transport))
+            self.checkDrained()
+        }
+    }
+
+    /// Serves until cancelled or closed (SV-8): on cancellation it closes the server, waits for
+    /// ``waitClosed()`` and throws `CancellationError`; when someone else closes it, it throws
+    /// `CancellationError` too.
+    /// - Throws: ``TulipError/Code/serveForeverActive`` if another `serveForever` is active,
+    ///   ``TulipError/Code/serverClosed`` if the server is closed.
+    public func serveForever() async throws {
+        try await self.hop {
+            if self.serveForeverWaiter != nil {
+                throw TulipError.make(.serveForeverActive, "server \(self) is already being awaited on serve_forever()")
+            }
+            return try self.startServingOnLoop()
+        }
+        do {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    self.loop.eventLoop.execute {
+                        if self.snapshot.withLockedValue({ $0.isClosed }) || Task.isCancelled {
+                            continuation.resume(throwing: CancellationError())
+                        } else {
+                            self.serveForeverWaiter = continuation
+                        }
+                    }
+                }
+            } onCancel: {
+                self.loop.eventLoop.execute {
+                    self.serveForeverWaiter?.resume(throwing: CancellationError())
+                    self.serveForeverWaiter = nil
+                }
+            }
+        } catch {
+            self.close()
+            await self.waitClosed()
+            throw error
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Stops accepting and closes the listening sockets now, so new connections are refused;
+    /// client connections stay open (SV-1). Idempotent. A unix server unlinks its socket file if
+    /// it is still the one it created (US-8, SV-11).
+    public func close() {
+        self.onLoop { self.closeOnLoop() }
+    }
+
+    private func closeOnLoop() {
+        let firstClose = self.snapshot.withLockedValue { state -> Bool in
+            defer {
+                state.isClosed = true
+                state.isServing = false
+                state.sockets = []
+            }
+            return !state.isClosed
+        }
+        guard firstClose else { return }
+        for socket in self.pending {
+            Glibc.close(socket.fileDescriptor)
+            socket.removeSocketFile()
+        }
+        self.pending = []
+        for (socket, channel) in self.listening {
+            channel.close(promise: nil)
+            socket.removeSocketFile()
+        }
+        if !self.listening.isEmpty { self.loop.unregister(self) }
+        self.listening = []
+        self.serveForeverWaiter?.resume(throwing: CancellationError())
+        self.serveForeverWaiter = nil
+        self.checkDrained()
+    }
+
+    /// Returns once the server is closed and every client's `connectionLost` has run (SV-2);
+    /// immediately on every later call.
+    public func waitClosed() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            self.loop.eventLoop.execute {
+                if self.closedAndDrained {
+                    continuation.resume()
+                } else {
+                    self.closedWaiters.append(continuation)
+                }
+            }
+        }
+    }
+
+    private func checkDrained() {
+        guard self.snapshot.withLockedValue({ $0.isClosed }), self.clients.isEmpty, !self.closedAndDrained else { return }
+        self.closedAndDrained = true
+        let waiters = self.closedWaiters
+        self.closedWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Closes every client transport gracefully, flushing (SV-4). The listener is not stopped.
+    public func closeClients() {
+        self.onLoop {
+            for transport in self.clients.values { transport.close() }
+        }
+    }
+
+    /// Aborts every client transport (SV-4).
+    public func abortClients() {
+        self.onLoop {
+            for transport in self.clients.values { transport.abort() }
+        }
+    }
+
+    /// Asks every client's protocol to finish (``StreamProtocol/shutdownRequested()``).
+    public func requestClientShutdown() {
+        self.onLoop {
+            for transport in self.clients.values { transport.shutdownRequested() }
+        }
+    }
+
+    /// Runs `body` on the loop thread, now if already there; `nil` if the loop is gone.
+    @discardableResult
+    private func onLoop<Result: Sendable>(_ body: @escaping @Sendable () -> Result) -> Result? {
+        if self.loop.eventLoop.inEventLoop { return body() }
+        return try? self.loop.eventLoop.submit(body).wait()
+    }
+}
+
+// MARK: - Loop pauses
+
+extension Server: LoopParticipant {
+    func loopDidPause() {
+        for (_, channel) in self.listening {
+            try? channel.syncOptions?.setOption(.autoRead, value: false)
+        }
+    }
+
+    func loopDidResume() {
+        for (_, channel) in self.listening {
+            try? channel.syncOptions?.setOption(.autoRead, value: true)
+        }
+    }
+}
