@@ -1,0 +1,137 @@
+import ArgumentParser
+import Logging
+import Tulip
+import TulipDaemon
+import TulipPlugins
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `tulipd`: runs Tulip protocol plugins on the listeners a JSON config declares.
+@main
+struct TulipdCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tulipd",
+        abstract: "Serve protocol plugins on the TCP and unix listeners a JSON config declares.",
+        discussion: "Exit codes: 0 clean stop, 78 configuration error, 1 any other start-up failure.",
+        subcommands: [Run.self, Check.self, Plugins.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+/// Options every subcommand that reads a config shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "The configuration file.")
+    var config: String = "/etc/tulipd/tulipd.json"
+}
+
+/// EX_CONFIG from sysexits.h.
+let exitConfigurationError: Int32 = 78
+
+/// Loads and checks the config; prints the errors and exits 78 when it is not valid.
+func loadPlan(_ options: ConfigOptions, registry: PluginRegistry, logger: Logger) throws -> DaemonPlan {
+    do {
+        let configuration = try DaemonConfiguration.load(contentsOf: options.config)
+        return try DaemonPlan(configuration: configuration, registry: registry, logger: logger)
+    } catch let error as ConfigurationErrors {
+        for entry in error.errors { printError(located(entry, file: options.config)) }
+        throw ExitCode(exitConfigurationError)
+    } catch let error as ConfigurationError {
+        printError(located(error, file: options.config))
+        throw ExitCode(exitConfigurationError)
+    }
+}
+
+
+func located(_ error: ConfigurationError, file: String) -> String {
+    error.file == nil ? "\(file): \(error)" : "\(error)"
+}
+
+func printError(_ message: String) {
+    let line = "tulipd: " + message + "\n"
+    _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+}
+
+extension TulipdCommand {
+    /// `tulipd run`: serve until SIGTERM or SIGINT.
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the daemon (the default).")
+
+        @OptionGroup var options: ConfigOptions
+
+        @Option(name: .long, help: "Override log.level (trace, debug, info, notice, warning, error, critical).")
+        var logLevel: String?
+
+        func run() throws {
+            let bootstrapLogger = Logger(label: "tulipd") { label in
+                StderrLogHandler(label: label, format: .text, level: .info)
+            }
+            let registry = TulipPlugins.makeRegistry()
+            let plan = try loadPlan(self.options, registry: registry, logger: bootstrapLogger)
+            let logConfiguration = plan.configuration.log
+            var level = logConfiguration.level
+            if let override = self.logLevel {
+                guard let parsed = Logger.Level(rawValue: override) else {
+                    throw ValidationError("unknown log level \"\(override)\"")
+                }
+                level = parsed
+            }
+            let format: StderrLogHandler.Format = logConfiguration.format == .json ? .json : .text
+            let logger = Logger(label: "tulipd") { label in
+                StderrLogHandler(label: label, format: format, level: level)
+            }
+            // The plan's plugins captured the bootstrap logger; rebuild it with the configured one.
+            let finalPlan = try DaemonPlan(configuration: plan.configuration, registry: registry, logger: logger)
+            let loop = TulipLoop()
+            loop.setExceptionHandler { context in
+                logger.warning("\(context.message)", metadata: context.error.map { ["error": "\($0)"] } ?? [:])
+            }
+            let daemon = Daemon(plan: finalPlan, loop: loop, logger: logger)
+            do {
+                try loop.runUntilComplete { try await daemon.run() }
+            } catch let error as DaemonStartupError {
+                printError("\(error)")
+                try? loop.close()
+                throw ExitCode.failure
+            }
+            try? loop.close()
+        }
+    }
+
+    /// `tulipd check`: validate without binding.
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration without binding anything; prints ok or the errors."
+        )
+
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            let logger = Logger(label: "tulipd") { label in
+                StderrLogHandler(label: label, format: .text, level: .warning)
+            }
+            _ = try loadPlan(self.options, registry: TulipPlugins.makeRegistry(), logger: logger)
+            print("ok")
+        }
+    }
+
+    /// `tulipd plugins`: list the registered plugins.
+    struct Plugins: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the registered plugins, the listener kinds each serves, and a summary."
+        )
+
+        func run() throws {
+            let entries = TulipPlugins.makeRegistry().all
+            let width = entries.map(\.name.count).max() ?? 0
+            for entry in entries {
+                let kinds = entry.supportedKinds.map(\.description).sorted().joined(separator: ",")
+                let padded = entry.name + String(repeating: " ", count: width - entry.name.count)
+                print("\(padded)  [\(kinds)]  \(entry.summary)")
+            }
+        }
+    }
+}
