@@ -45,6 +45,7 @@ struct ServerTests {
                 let port = v4?.localAddress.port ?? 0
                 let works = try await loop.runInExecutor { () -> Bool in
                     let client = try BlockingClient(port: port)
+                    defer { client.close() }
                     client.send("ping")
                     return client.receive(count: 4) == Array("ping".utf8)
                 }

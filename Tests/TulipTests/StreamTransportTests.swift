@@ -71,8 +71,9 @@ struct StreamTransportTests {
                 }
                 let port = Self.port(server)
                 let bytes = try await loop.runInExecutor { () -> Int in
-                    let client = try BlockingClient(port: port)
-                    client.setReceiveBuffer(4096)
+                    let client = try BlockingClient(port: port, receiveBuffer: 4096)
+                    defer { client.close() }
+                    usleep(100_000)  // let the server write and abort first
                     return client.receiveAll()?.count ?? 0
                 }
                 server.close()
@@ -81,7 +82,8 @@ struct StreamTransportTests {
             }
         }
         #expect(count < 8 << 20)
-        #expect(events == ["made", "lost"])  // TR-6: lost exactly once
+        // TR-6: lost exactly once, and last; the 8 MiB write paused the protocol first (FC-4).
+        #expect(events == ["made", "pause", "lost"])
     }
 
     @Test func pr4EofReturningFalseClosesAndTheClientGetsTheEcho() async throws {
@@ -277,10 +279,12 @@ struct StreamTransportTests {
                     return p
                 }
                 let port = Self.port(server)
-                _ = try await loop.runInExecutor { try BlockingClient(port: port).receiveAll() }
+                let client = try await loop.runInExecutor { try BlockingClient(port: port) }
                 try await eventually(loop) { made.first?.transport != nil }
                 let transport = made.first!.transport!
                 transport.abort()
+                _ = try await loop.runInExecutor { client.receiveAll() }
+                client.close()
                 for _ in 0..<5 { try transport.write(string: "x") }
                 server.close()
                 return transport.droppedWrites
@@ -306,7 +310,7 @@ struct StreamTransportTests {
                     let p = RecordingProtocol()
                     p.onConnectionMade = { transport in
                         // Writes until paused: a non-reading client fills the kernel buffers.
-                        for _ in 0..<400 where !p.events.contains("pause") { try? transport.write(chunk) }
+                        for _ in 0..<4096 where !p.events.contains("pause") { try? transport.write(chunk) }
                         #expect(transport.writeBufferSize > transport.writeBufferLimits.high)
                     }
                     made.add(p)
@@ -314,22 +318,12 @@ struct StreamTransportTests {
                 }
                 let port = Self.port(server)
                 let client = try await loop.runInExecutor { () -> BlockingClient in
-                    let client = try BlockingClient(port: port)
-                    client.setReceiveBuffer(4096)
-                    return client
+                    try BlockingClient(port: port, receiveBuffer: 4096)
                 }
                 try await eventually(loop) { made.first?.events.contains("pause") == true }
                 #expect(made.first!.events.filter { $0 == "pause" }.count == 1)
-                let total = try await loop.runInExecutor { () -> Int in
-                    var total = 0
-                    while true {
-                        let got = client.receive(count: 65_536).count
-                        total += got
-                        if got < 65_536 { break }
-                        if total > 16 << 20 { break }
-                    }
-                    return total
-                }
+                let sent = Int(made.first!.transport!.bytesSent)
+                let total = try await loop.runInExecutor { client.receive(count: sent).count }
                 try await eventually(loop) { made.first!.events.contains("resume") }
                 client.close()
                 server.close()

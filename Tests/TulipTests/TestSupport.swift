@@ -47,9 +47,14 @@ final class BlockingClient: @unchecked Sendable {
     // @unchecked Sendable: used by one thread at a time.
     let fd: CInt
 
-    init(port: Int, host: String = "127.0.0.1") throws {
+    /// Connects; `receiveBuffer` sets `SO_RCVBUF` before the handshake, so the window is small
+    /// from the start (shrinking it later can stall a loopback connection).
+    init(port: Int, host: String = "127.0.0.1", receiveBuffer: Int32? = nil) throws {
         let address = try SocketAddress(ipAddress: host, port: port)
         self.fd = socket(CInt(address.protocol.rawValue), CInt(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(self.fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         try self.connect(address)
     }
 
@@ -115,11 +120,6 @@ final class BlockingClient: @unchecked Sendable {
     }
 
     func close() { Glibc.close(self.fd) }
-
-    func setReceiveBuffer(_ size: Int32) {
-        var size = size
-        setsockopt(self.fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-    }
 }
 
 /// Whether a TCP connect to `port` is refused.
