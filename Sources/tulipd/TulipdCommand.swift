@@ -46,8 +46,11 @@ func loadPlan(_ options: ConfigOptions, registry: PluginRegistry, logger: Logger
 }
 
 
+/// The error with the config file's path in front, compiler style (`FILE:LINE:COLUMN: …`).
 func located(_ error: ConfigurationError, file: String) -> String {
-    error.file == nil ? "\(file): \(error)" : "\(error)"
+    var error = error
+    if error.file == nil { error.file = file }
+    return "\(error)"
 }
 
 func printError(_ message: String) {

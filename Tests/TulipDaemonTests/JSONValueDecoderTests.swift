@@ -405,3 +405,22 @@ struct JSONValueDecoderTests {
         #expect(error.line == 30)
     }
 }
+
+struct JSONValueDecoderEmptyTypeTests {
+    struct Empty: Decodable {}
+
+    @Test func anEmptyTypeRejectsEveryKeyOfItsObject() throws {
+        let node = try JSONParser().parse(Array(#"{"bogus": true}"#.utf8))
+        #expect(throws: ConfigurationError.self) {
+            _ = try JSONValueDecoder().decode(Empty.self, from: node, keyPath: "listeners[0].options")
+        }
+        do {
+            _ = try JSONValueDecoder().decode(Empty.self, from: node, keyPath: "listeners[0].options")
+        } catch {
+            #expect(error.code == .unknownKey)
+            #expect(error.keyPath == "listeners[0].options.bogus")
+        }
+        let empty = try JSONParser().parse(Array("{}".utf8))
+        _ = try JSONValueDecoder().decode(Empty.self, from: empty, keyPath: "x")
+    }
+}

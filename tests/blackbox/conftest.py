@@ -7,8 +7,8 @@ Binary: env TULIPD, default <repo>/.build/debug/tulipd. A missing binary skips
 every test, except under CI=true where it is a failure.
 
 Every test runs under a SIGALRM deadline (default DEFAULT_TEST_TIMEOUT seconds,
-override with @pytest.mark.deadline(SECONDS)). Every loop in the helpers is
-bounded in time.
+override with @pytest.mark.deadline(SECONDS); setup gets the same budget,
+teardown TEARDOWN_TIMEOUT). Every loop in the helpers is bounded in time.
 """
 
 from __future__ import annotations
@@ -108,16 +108,24 @@ def tulipd_bin() -> Path:
 
 
 class DeadlineExceeded(Exception):
-    """Raised from SIGALRM when a test exceeds its deadline."""
+    """Raised from SIGALRM when a test phase exceeds its deadline."""
 
 
-@pytest.fixture(autouse=True)
-def _deadline(request):
-    marker = request.node.get_closest_marker("deadline")
-    seconds = int(marker.args[0]) if marker else DEFAULT_TEST_TIMEOUT
+TEARDOWN_TIMEOUT = 30  # seconds for a test's fixture teardown
+
+
+def _deadline_seconds(item) -> int:
+    marker = item.get_closest_marker("deadline")
+    return int(marker.args[0]) if marker else DEFAULT_TEST_TIMEOUT
+
+
+@contextlib.contextmanager
+def _alarm(seconds: int, what: str):
+    """SIGALRM-based timeout around one test phase. The alarm is armed only
+    while the phase runs (never while pytest builds its reports)."""
 
     def on_alarm(signum, frame):
-        raise DeadlineExceeded(f"test exceeded its deadline of {seconds} s")
+        raise DeadlineExceeded(f"{what} exceeded its deadline of {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(seconds)
@@ -126,6 +134,24 @@ def _deadline(request):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _alarm(_deadline_seconds(item), "test setup"):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _alarm(_deadline_seconds(item), "test"):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    with _alarm(TEARDOWN_TIMEOUT, "test teardown"):
+        yield
 
 
 # Every daemon process ever spawned, so that nothing outlives the session even
@@ -326,6 +352,9 @@ def check_config(config: Any, workdir: Path, filename: str = "tulipd.json") -> s
 # The daemon
 
 
+_SIGTERM = signal.SIGTERM  # (the Daemon.signal method shadows the module inside the class)
+
+
 class DaemonExited(AssertionError):
     pass
 
@@ -500,7 +529,7 @@ class Daemon:
             )
         return rc
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0, returncode: int | None = EX_OK) -> int:
+    def stop(self, sig: int = _SIGTERM, timeout: float = 10.0, returncode: int | None = EX_OK) -> int:
         self.signal(sig)
         return self.wait(timeout, returncode)
 

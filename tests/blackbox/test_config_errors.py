@@ -199,7 +199,8 @@ def _mutations(tmp_path: Path):
         del c["listeners"][2]["tcp"]
 
     def duplicate_name(c):
-        c["listeners"][2]["name"] = "echo"
+        c["listeners"][0]["name"] = "twin"
+        c["listeners"][2]["name"] = "twin"
 
     def bad_log_level(c):
         c["log"]["level"] = "loud"
@@ -220,7 +221,7 @@ def _mutations(tmp_path: Path):
         ("missing-name", missing_name, ["listeners[2]", "name"]),
         ("two-listener-kinds", two_kinds, ["listeners[0]"]),
         ("no-listener-kind", no_kind, ["listeners[2]"]),
-        ("duplicate-listener-name", duplicate_name, ["echo"]),
+        ("duplicate-listener-name", duplicate_name, ["twin"]),
         ("bad-log-level", bad_log_level, ["log.level"]),
         ("bad-log-format", bad_log_format, ["log.format"]),
         ("listeners-not-an-array", listeners_not_array, ["listeners"]),

@@ -179,7 +179,13 @@ extension JSONValueDecoder {
                 // `scalarType` is `T` itself, so the value it returns is a `T`.
                 return try scalarType.decode(from: value, codingPath: codingPath) as! T
             }
-            return try T(from: NodeDecoder(value: value, codingPath: codingPath, context: self))
+            let decoded = try T(from: NodeDecoder(value: value, codingPath: codingPath, context: self))
+            // A type that never opened a keyed container (an empty options struct) asked about none
+            // of the object's keys: recording the object makes every key in it unknown.
+            if case .object(let object) = value, !object.isEmpty {
+                _ = self.usage(of: object, codingPath: codingPath)
+            }
+            return decoded
         }
     }
 

@@ -50,6 +50,12 @@ public struct DaemonPlan: Sendable {
                 continue
             }
             let kind = listener.endpoint.kind
+            guard Self.runnableKinds.contains(kind) else {
+                errors.append(
+                    .invalidValue("\(kind) listeners are not supported yet", keyPath: "\(path).\(kind)", at: listener.locations.listener)
+                )
+                continue
+            }
             guard plugin.supportedKinds.contains(kind) else {
                 let supported = plugin.supportedKinds.map(\.description).sorted().joined(separator: ", ")
                 errors.append(
@@ -58,12 +64,6 @@ public struct DaemonPlan: Sendable {
                         keyPath: path,
                         at: listener.locations.listener
                     )
-                )
-                continue
-            }
-            guard Self.runnableKinds.contains(kind) else {
-                errors.append(
-                    .invalidValue("\(kind) listeners are not supported yet", keyPath: "\(path).\(kind)", at: listener.locations.listener)
                 )
                 continue
             }
