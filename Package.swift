@@ -69,7 +69,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TulipPluginsTests",
-            dependencies: ["TulipPlugins", "TulipDaemon", "TulipTestKit", "Tulip", nioCore, nioEmbedded]
+            dependencies: ["TulipPlugins", "TulipDaemon", "TulipTestKit", "Tulip", nioCore, nioEmbedded, logging]
         ),
     ]
 )

@@ -51,7 +51,7 @@ public final class TulipLoop: @unchecked Sendable {
 
     /// The NIO event loop that carries this loop's I/O and callbacks.
     public let eventLoop: any EventLoop
-    private let group: MultiThreadedEventLoopGroup
+    private let group: MultiThreadedEventLoopGroup?
     private let lock = NIOLock()
     private var shared = Shared()
 
@@ -70,13 +70,29 @@ public final class TulipLoop: @unchecked Sendable {
 
     /// Creates a loop with its own NIO event-loop thread.
     public init() {
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.eventLoop = self.group.next()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = group
+        self.eventLoop = group.next()
+    }
+
+    /// A loop that runs on an event loop someone else drives, always dispatching: for tests on
+    /// `EmbeddedEventLoop` (see `TulipTestKit`). Not API.
+    ///
+    /// Ready-queue entries run when `eventLoop` runs its tasks; ``runForever()`` is not available.
+    public static func _makeForTesting(on eventLoop: any EventLoop) -> TulipLoop {
+        TulipLoop(drivenBy: eventLoop)
+    }
+
+    private init(drivenBy eventLoop: any EventLoop) {
+        self.group = nil
+        self.eventLoop = eventLoop
+        self.shared.isRunning = true
+        self.isDispatching = true
     }
 
     deinit {
         if !self.shared.isClosed {
-            self.group.shutdownGracefully { _ in }
+            self.group?.shutdownGracefully { _ in }
         }
     }
 
@@ -314,7 +330,7 @@ public final class TulipLoop: @unchecked Sendable {
         }
         guard proceed else { return }
         self.shutdownExecutorWithoutWaiting()
-        self.group.shutdownGracefully { _ in }
+        self.group?.shutdownGracefully { _ in }
     }
 }
 

@@ -240,22 +240,28 @@ def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(parts)
 
 
-def first_mismatch(expected: bytes, got: bytes) -> str:
-    """A readable description of where two byte strings differ."""
-    if expected == got:
-        return "identical"
-    n = min(len(expected), len(got))
-    i = 0
-    # Find the first differing offset quickly by halving on slices.
-    lo, hi = 0, n
+def first_difference(a: bytes, b: bytes) -> int | None:
+    """Index of the first byte where `a` and `b` differ (or where the shorter
+    one ends); None if they are equal."""
+    if a == b:
+        return None
+    n = min(len(a), len(b))
+    lo, hi = 0, n  # invariant: a[:lo] == b[:lo]
     while lo < hi:
         mid = (lo + hi) // 2
-        if expected[lo : mid + 1] == got[lo : mid + 1]:
+        if a[lo : mid + 1] == b[lo : mid + 1]:
             lo = mid + 1
         else:
             hi = mid
-    i = lo
-    if i >= n:
+    return lo
+
+
+def first_mismatch(expected: bytes, got: bytes) -> str:
+    """A readable description of where two byte strings differ."""
+    i = first_difference(expected, got)
+    if i is None:
+        return "identical"
+    if i >= min(len(expected), len(got)):
         return f"length differs: expected {len(expected)} bytes, got {len(got)} (common prefix is equal)"
     return (
         f"first difference at byte offset {i} (expected {len(expected)} bytes, got {len(got)}): "
@@ -878,21 +884,14 @@ def chargen_mismatch(data: bytes, first_line: int = 0) -> str | None:
     `first_line` (0-based: line k starts at character offset k mod 95);
     otherwise a readable description of the first wrong line."""
     expected = chargen_expected(len(data), first_line)
-    if data == expected:
+    i = first_difference(expected, data)
+    if i is None:
         return None
-    desc = first_mismatch(expected, data)
-    # Locate the line.
-    lo, hi = 0, len(data)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if expected[: mid + 1] == data[: mid + 1]:
-            lo = mid + 1
-        else:
-            hi = mid
-    line_no = lo // CHARGEN_LINE_BYTES
+    line_no = i // CHARGEN_LINE_BYTES
     line_start = line_no * CHARGEN_LINE_BYTES
     return (
-        f"{desc}\nline {line_no} (0-based) expected {expected[line_start:line_start + CHARGEN_LINE_BYTES]!r}\n"
+        f"{first_mismatch(expected, data)}\n"
+        f"line {line_no} (0-based) expected {expected[line_start:line_start + CHARGEN_LINE_BYTES]!r}\n"
         f"                      got      {data[line_start:line_start + CHARGEN_LINE_BYTES]!r}"
     )
 

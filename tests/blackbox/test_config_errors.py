@@ -3,7 +3,6 @@ failures (exit 1, naming the listener and the address)."""
 
 from __future__ import annotations
 
-import copy
 import re
 import socket
 import time

@@ -23,7 +23,6 @@ from conftest import (
     Daemon,
     chargen_line,
     chargen_mismatch,
-    connect_tcp,
     echo_roundtrip,
     first_mismatch,
     make_config,

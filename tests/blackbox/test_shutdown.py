@@ -18,7 +18,6 @@ from conftest import (
     echo_roundtrip,
     expect_eof,
     first_mismatch,
-    is_refused,
     make_config,
     run_async,
     tcp_listener,

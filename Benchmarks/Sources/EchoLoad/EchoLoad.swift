@@ -135,7 +135,10 @@ struct EchoLoad: ParsableCommand {
                 let afterAt = NIODeadline.now()
                 if let before, let after {
                     cpuWindow.withLockedValue {
-                        $0 = CPUWindow(ticks: after - before, wall: Double((afterAt - beforeAt).nanoseconds) / 1e9)
+                        $0 = CPUWindow(
+                            ticks: after - before,
+                            wall: Double((afterAt - beforeAt).nanoseconds) / 1e9
+                        )
                     }
                 }
             }
@@ -170,14 +173,19 @@ struct EchoLoad: ParsableCommand {
                 Self.die("could not read /proc/\(pid)/stat at the window edges (server gone?)")
             }
             let ticksPerSecond = ProcessCPU.ticksPerSecond
-            let seconds = Double(cpu.ticks) / Double(ticksPerSecond)
+            let ticks = cpu.ticks.user + cpu.ticks.system
+            let seconds = Double(ticks) / Double(ticksPerSecond)
+            let userSeconds = Double(cpu.ticks.user) / Double(ticksPerSecond)
             fields += [
                 ("server_pid", "\(pid)"),
-                ("server_cpu_ticks", "\(cpu.ticks)"),
+                ("server_cpu_ticks", "\(ticks)"),
+                ("server_user_ticks", "\(cpu.ticks.user)"),
+                ("server_system_ticks", "\(cpu.ticks.system)"),
                 ("clock_ticks_per_second", "\(ticksPerSecond)"),
                 ("server_cpu_seconds", json(seconds)),
                 ("server_cpu_sample_seconds", json(cpu.wall)),
                 ("server_cpu_us_per_message", messages > 0 ? json(seconds * 1e6 / Double(messages)) : "null"),
+                ("server_user_us_per_message", messages > 0 ? json(userSeconds * 1e6 / Double(messages)) : "null"),
             ]
         }
         writeLine("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}", to: STDOUT_FILENO)
@@ -191,7 +199,7 @@ struct EchoLoad: ParsableCommand {
 
 /// Server CPU ticks between the window edges, and the wall time between the two reads.
 private struct CPUWindow: Sendable {
-    var ticks: UInt64
+    var ticks: ProcessCPU.Ticks
     var wall: Double
 }
 

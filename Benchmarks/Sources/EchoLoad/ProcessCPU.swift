@@ -13,9 +13,22 @@ enum ProcessCPU {
         Int(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    /// User plus system time of every thread of `pid` (fields 14 `utime` and 15 `stime`), in clock ticks;
-    /// nil when the file cannot be read, e.g. because the process is gone or this is not Linux.
-    static func ticks(pid: Int32) -> UInt64? {
+    /// User and system time of every thread of a process, in clock ticks.
+    struct Ticks: Sendable {
+        /// Field 14, `utime`.
+        var user: UInt64
+        /// Field 15, `stime`.
+        var system: UInt64
+
+        static func - (lhs: Ticks, rhs: Ticks) -> Ticks {
+            Ticks(user: lhs.user &- rhs.user, system: lhs.system &- rhs.system)
+        }
+    }
+
+    /// User and system time of every thread of `pid`, from `/proc/PID/stat` fields 14 and 15.
+    ///
+    /// Returns nil when the file cannot be read: the process is gone, or this is not Linux.
+    static func ticks(pid: Int32) -> Ticks? {
         guard let file = fopen("/proc/\(pid)/stat", "r") else { return nil }
         defer { fclose(file) }
         var bytes = [UInt8](repeating: 0, count: 4096)
@@ -28,13 +41,17 @@ enum ProcessCPU {
         guard fields.count > 12, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]) else {
             return nil
         }
-        return utime + stime
+        return Ticks(user: utime, system: stime)
     }
 
     /// This process's own user plus system CPU time so far, in seconds (`getrusage(RUSAGE_SELF)`).
     static func selfSeconds() -> Double {
         var usage = rusage()
+        #if canImport(Glibc)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        #else
         getrusage(RUSAGE_SELF, &usage)
+        #endif
         let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
         return user + system

@@ -68,7 +68,7 @@ public struct StderrLogHandler: LogHandler {
         line += ",\"message\":\(Self.jsonString("\(event.message)"))"
         line += ",\"source\":\(Self.jsonString("\(event.file):\(event.line)"))"
         for key in metadata.keys.sorted() {
-            line += ",\(Self.jsonString(key)):\(Self.jsonString(Self.textValue(metadata[key]!)))"
+            line += ",\(Self.jsonString(key)):\(Self.jsonString("\(metadata[key]!)"))"
         }
         return line + "}"
     }
