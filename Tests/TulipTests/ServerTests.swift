@@ -308,3 +308,56 @@ struct ServerTests {
         #expect(afterRestart == 13)
     }
 }
+
+@Suite(.timeLimit(.minutes(1)))
+struct ServerSocketOptionTests {
+    private static func option(_ fd: CInt, _ level: CInt, _ name: CInt) -> CInt {
+        var value: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        getsockopt(fd, level, name, &value, &length)
+        return value
+    }
+
+    @Test func cs11Cs12Cs13SocketOptionsFollowTheArguments() async throws {
+        let (defaults, chosen) = try await withLoop { loop in
+            try loop.runUntilComplete { () async throws -> ([CInt], [CInt]) in
+                let plain = try await loop.createServer(host: "127.0.0.1", port: 0) { RecordingProtocol() }
+                let tuned = try await loop.createServer(
+                    host: "127.0.0.1",
+                    port: 0,
+                    reuseAddress: false,
+                    reusePort: true,
+                    keepAlive: true
+                ) { RecordingProtocol() }
+                func read(_ server: Server) -> [CInt] {
+                    let fd = server.sockets[0].fileDescriptor
+                    return [
+                        Self.option(fd, SOL_SOCKET, SO_REUSEADDR) != 0 ? 1 : 0,
+                        Self.option(fd, SOL_SOCKET, SO_REUSEPORT) != 0 ? 1 : 0,
+                        Self.option(fd, SOL_SOCKET, SO_KEEPALIVE) != 0 ? 1 : 0,
+                    ]
+                }
+                let result = (read(plain), read(tuned))
+                plain.close()
+                tuned.close()
+                return result
+            }
+        }
+        #expect(defaults == [1, 0, 0])
+        #expect(chosen == [0, 1, 1])
+    }
+
+    @Test func cs7Ipv6SocketsAreV6Only() async throws {
+        let v6only = try await withLoop { loop in
+            try loop.runUntilComplete { () async throws -> [CInt] in
+                let server = try await loop.createServer(host: nil, port: 0) { RecordingProtocol() }
+                defer { server.close() }
+                return server.sockets.compactMap { socket in
+                    guard case .v6 = socket.localAddress else { return nil }
+                    return Self.option(socket.fileDescriptor, CInt(IPPROTO_IPV6), IPV6_V6ONLY)
+                }
+            }
+        }
+        #expect(v6only.allSatisfy { $0 == 1 })
+    }
+}
