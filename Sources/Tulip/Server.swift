@@ -132,7 +132,10 @@ public final class Server: @unchecked Sendable {
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // CS-21: out of descriptors or memory, accepting pauses for a second and resumes.
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
+                    try channel.pipeline.syncOperations.addHandlers(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: true),
+                        AcceptErrorReporter(loop: loop)
+                    )
                 }
             }
             .childChannelOption(.autoRead, value: false)
