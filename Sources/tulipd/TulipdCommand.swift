@@ -28,14 +28,22 @@ struct ConfigOptions: ParsableArguments {
     var config: String = "/etc/tulipd/tulipd.json"
 }
 
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
 /// EX_CONFIG from sysexits.h.
 let exitConfigurationError: Int32 = 78
 
-/// Loads and checks the config; prints the errors and exits 78 when it is not valid.
-func loadPlan(_ options: ConfigOptions, registry: PluginRegistry, logger: Logger) throws -> DaemonPlan {
+/// Loads and checks the config with loggers made by `makeLogger` from its `log` section; prints
+/// the errors and exits 78 when it is not valid.
+func loadPlan(
+    _ options: ConfigOptions,
+    registry: PluginRegistry,
+    makeLogger: (LogConfiguration) throws -> Logger
+) throws -> (plan: DaemonPlan, logger: Logger) {
     do {
         let configuration = try DaemonConfiguration.load(contentsOf: options.config)
-        return try DaemonPlan(configuration: configuration, registry: registry, logger: logger)
+        let logger = try makeLogger(configuration.log)
+        return (try DaemonPlan(configuration: configuration, registry: registry, logger: logger), logger)
     } catch let error as ConfigurationErrors {
         for entry in error.errors { printError(located(entry, file: options.config)) }
         throw ExitCode(exitConfigurationError)
@@ -44,7 +52,6 @@ func loadPlan(_ options: ConfigOptions, registry: PluginRegistry, logger: Logger
         throw ExitCode(exitConfigurationError)
     }
 }
-
 
 /// The error with the config file's path in front, compiler style (`FILE:LINE:COLUMN: …`).
 func located(_ error: ConfigurationError, file: String) -> String {
@@ -66,33 +73,20 @@ extension TulipdCommand {
         @OptionGroup var options: ConfigOptions
 
         @Option(name: .long, help: "Override log.level (trace, debug, info, notice, warning, error, critical).")
-        var logLevel: String?
+        var logLevel: Logger.Level?
 
         func run() throws {
-            let bootstrapLogger = Logger(label: "tulipd") { label in
-                StderrLogHandler(label: label, format: .text, level: .info)
+            let levelOverride = self.logLevel
+            let (plan, logger) = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { log in
+                let format: StderrLogHandler.Format = log.format == .json ? .json : .text
+                let level = levelOverride ?? log.level
+                return Logger(label: "tulipd") { label in StderrLogHandler(label: label, format: format, level: level) }
             }
-            let registry = TulipPlugins.makeRegistry()
-            let plan = try loadPlan(self.options, registry: registry, logger: bootstrapLogger)
-            let logConfiguration = plan.configuration.log
-            var level = logConfiguration.level
-            if let override = self.logLevel {
-                guard let parsed = Logger.Level(rawValue: override) else {
-                    throw ValidationError("unknown log level \"\(override)\"")
-                }
-                level = parsed
-            }
-            let format: StderrLogHandler.Format = logConfiguration.format == .json ? .json : .text
-            let logger = Logger(label: "tulipd") { label in
-                StderrLogHandler(label: label, format: format, level: level)
-            }
-            // The plan's plugins captured the bootstrap logger; rebuild it with the configured one.
-            let finalPlan = try DaemonPlan(configuration: plan.configuration, registry: registry, logger: logger)
             let loop = TulipLoop()
             loop.setExceptionHandler { context in
                 logger.warning("\(context.message)", metadata: context.error.map { ["error": "\($0)"] } ?? [:])
             }
-            let daemon = Daemon(plan: finalPlan, loop: loop, logger: logger)
+            let daemon = Daemon(plan: plan, loop: loop, logger: logger)
             do {
                 try loop.runUntilComplete { try await daemon.run() }
             } catch let error as DaemonStartupError {
@@ -113,10 +107,9 @@ extension TulipdCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let logger = Logger(label: "tulipd") { label in
-                StderrLogHandler(label: label, format: .text, level: .warning)
+            _ = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { _ in
+                Logger(label: "tulipd") { label in StderrLogHandler(label: label, format: .text, level: .warning) }
             }
-            _ = try loadPlan(self.options, registry: TulipPlugins.makeRegistry(), logger: logger)
             print("ok")
         }
     }
