@@ -43,7 +43,9 @@ struct BoundSocket {
                 do {
                     try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT")
                 } catch {
-                    throw TulipError.invalidArgument("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented")
+                    throw TulipError.invalidArgument(
+                        "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented"
+                    )
                 }
             }
             if keepAlive { try setOption(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE") }
@@ -71,7 +73,8 @@ struct BoundSocket {
 
     /// Binds a unix stream socket at `path`, replacing a stale socket file but never another file
     /// (US-5, US-6), and records the inode for the cleanup of US-8.
-    static func bindUnix(path: String, mode: UInt16?, cleanup: Bool, onWarning: (String) -> Void) throws -> BoundSocket {
+    static func bindUnix(path: String, mode: UInt16?, cleanup: Bool, onWarning: (String) -> Void) throws -> BoundSocket
+    {
         let address = try SocketAddress(unixDomainSocketPath: path)
         let isAbstract = path.utf8.first == 0
         if !isAbstract {
@@ -103,7 +106,11 @@ struct BoundSocket {
         if let mode, !isAbstract, chmod(path, mode_t(mode)) != 0 {
             let code = errno
             close(fd)
-            throw TulipError.make(.bindFailed, "chmod(\(path), \(String(mode, radix: 8))): \(Self.errorText(code))", errno: code)
+            throw TulipError.make(
+                .bindFailed,
+                "chmod(\(path), \(String(mode, radix: 8))): \(Self.errorText(code))",
+                errno: code
+            )
         }
         var bound = BoundSocket(fileDescriptor: fd, address: address, unixFile: nil)
         if cleanup && !isAbstract { bound.unixFile = Self.unixFile(at: path) }
@@ -125,11 +132,15 @@ struct BoundSocket {
         if case .unixDomainSocket = address { isUnix = true } else { isUnix = false }
         if requireUnix {
             guard type == CInt(SOCK_STREAM.rawValue), isUnix else {
-                throw TulipError.invalidArgument("A UNIX Domain Stream Socket was expected, got \(Self.describeSocket(type: type, address: address))")
+                throw TulipError.invalidArgument(
+                    "A UNIX Domain Stream Socket was expected, got \(Self.describeSocket(type: type, address: address))"
+                )
             }
         } else {
             guard type == CInt(SOCK_STREAM.rawValue) else {
-                throw TulipError.invalidArgument("A Stream Socket was expected, got \(Self.describeSocket(type: type, address: address))")
+                throw TulipError.invalidArgument(
+                    "A Stream Socket was expected, got \(Self.describeSocket(type: type, address: address))"
+                )
             }
         }
         var bound = BoundSocket(fileDescriptor: fd, address: address, unixFile: nil)
@@ -150,7 +161,11 @@ struct BoundSocket {
     func listen(backlog: Int32) throws {
         if Glibc.listen(self.fileDescriptor, backlog) != 0 {
             let code = errno
-            throw TulipError.make(.bindFailed, "listen(\(Self.describe(self.address))): \(Self.errorText(code))", errno: code)
+            throw TulipError.make(
+                .bindFailed,
+                "listen(\(Self.describe(self.address))): \(Self.errorText(code))",
+                errno: code
+            )
         }
     }
 
@@ -225,7 +240,9 @@ struct BoundSocket {
     }
 
     private static func describeSocket(type: CInt, address: SocketAddress) -> String {
-        let typeName = type == CInt(SOCK_DGRAM.rawValue) ? "SOCK_DGRAM" : type == CInt(SOCK_STREAM.rawValue) ? "SOCK_STREAM" : "type \(type)"
+        let typeName =
+            type == CInt(SOCK_DGRAM.rawValue)
+            ? "SOCK_DGRAM" : type == CInt(SOCK_STREAM.rawValue) ? "SOCK_STREAM" : "type \(type)"
         return "\(typeName) socket bound to \(Self.describe(address))"
     }
 

@@ -156,4 +156,3 @@ private func makeGather<Success: Sendable, Element: Sendable>(
     }
     return future
 }
-

@@ -62,7 +62,9 @@ public final class Server: @unchecked Sendable {
         self.observer = observer
         self.makeProtocol = makeProtocol
         self.snapshot = NIOLockedValueBox(
-            Snapshot(sockets: sockets.map { ServerSocketInfo(fileDescriptor: $0.fileDescriptor, localAddress: $0.address) })
+            Snapshot(
+                sockets: sockets.map { ServerSocketInfo(fileDescriptor: $0.fileDescriptor, localAddress: $0.address) }
+            )
         )
     }
 
@@ -257,7 +259,9 @@ public final class Server: @unchecked Sendable {
     }
 
     private func checkDrained() {
-        guard self.snapshot.withLockedValue({ $0.isClosed }), self.clients.isEmpty, !self.closedAndDrained else { return }
+        guard self.snapshot.withLockedValue({ $0.isClosed }), self.clients.isEmpty, !self.closedAndDrained else {
+            return
+        }
         self.closedAndDrained = true
         let waiters = self.closedWaiters
         self.closedWaiters = []

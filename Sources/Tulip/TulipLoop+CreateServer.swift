@@ -224,7 +224,9 @@ extension TulipLoop {
             if let host, let numeric = try? SocketAddress(ipAddress: host, port: port) {
                 addresses = [numeric]
             } else {
-                addresses = try await self.runInExecutor { try Self.getaddrinfo(host: host, port: port, family: family) }
+                addresses = try await self.runInExecutor {
+                    try Self.getaddrinfo(host: host, port: port, family: family)
+                }
             }
             let filtered = addresses.filter { family == .unspecified || CInt($0.protocol.rawValue) == family.rawValue }
             if filtered.isEmpty {

@@ -7,7 +7,11 @@ import TulipPlugins
 struct DaemonPlanTests {
     private func plan(_ json: String) throws -> DaemonPlan {
         let configuration = try DaemonConfiguration.parse(Array(json.utf8), file: "t.json")
-        return try DaemonPlan(configuration: configuration, registry: TulipPlugins.makeRegistry(), logger: Logger(label: "t"))
+        return try DaemonPlan(
+            configuration: configuration,
+            registry: TulipPlugins.makeRegistry(),
+            logger: Logger(label: "t")
+        )
     }
 
     private func errors(_ json: String) -> [ConfigurationError] {
@@ -50,8 +54,20 @@ struct DaemonPlanTests {
     }
 
     @Test func textLogLinesCarryMetadataSortedAndQuotedWhenNeeded() {
-        let event = LogEvent(level: .info, message: "connection closed", metadata: nil, source: "t", file: "f", function: "g", line: 1)
-        let line = StderrLogHandler.textLine(event: event, label: "tulipd", metadata: ["peer": "1.2.3.4:5", "listener": "echo", "error": "a b"])
+        let event = LogEvent(
+            level: .info,
+            message: "connection closed",
+            metadata: nil,
+            source: "t",
+            file: "f",
+            function: "g",
+            line: 1
+        )
+        let line = StderrLogHandler.textLine(
+            event: event,
+            label: "tulipd",
+            metadata: ["peer": "1.2.3.4:5", "listener": "echo", "error": "a b"]
+        )
         #expect(line.hasSuffix(#"info tulipd: connection closed error="a b" listener=echo peer=1.2.3.4:5"#))
         let json = StderrLogHandler.jsonLine(event: event, label: "tulipd", metadata: ["listener": "e\"x"])
         #expect(json.contains(#""message":"connection closed""#))

@@ -76,7 +76,9 @@ struct BuiltinPluginTests {
         var registry = PluginRegistry()
         TulipPlugins.register(into: &registry)
         let config = try DaemonConfiguration.parse(
-            Array(#"{"listeners":[{"name":"d","protocol":"daytime","tcp":{"port":1},"options":{"format":"nope"}}]}"#.utf8),
+            Array(
+                #"{"listeners":[{"name":"d","protocol":"daytime","tcp":{"port":1},"options":{"format":"nope"}}]}"#.utf8
+            ),
             file: "t.json"
         )
         #expect(throws: ConfigurationErrors.self) {

@@ -18,7 +18,7 @@ final class Upcase: StreamProtocol {
 }
 
 struct UpcasePlugin: Plugin {
-    typealias Options = NoOptions                      // `"options"` must be absent or {}
+    typealias Options = NoOptions  // `"options"` must be absent or {}
     static let name = "upcase"
     static let summary = "Echoes in upper case"
     static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]

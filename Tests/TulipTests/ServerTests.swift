@@ -81,7 +81,9 @@ struct ServerTests {
     @Test func cs17StartServingFalseRefusesUntilStartServing() async throws {
         let (refusedBefore, servingBefore, worksAfter) = try await withLoop { loop in
             try loop.runUntilComplete {
-                let server = try await loop.createServer(host: "127.0.0.1", port: 0, startServing: false) { Self.echo() }
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0, startServing: false) {
+                    Self.echo()
+                }
                 let port = server.sockets[0].localAddress.port!
                 let refused = try await loop.runInExecutor { connectionRefused(port: port) }
                 let serving = server.isServing
@@ -105,12 +107,8 @@ struct ServerTests {
         let (works, wrongType) = try await withLoop { loop in
             try loop.runUntilComplete { () async throws -> (Bool, TulipError?) in
                 let fd = socket(AF_INET, CInt(SOCK_STREAM.rawValue), 0)
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                _ = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
+                let address = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+                _ = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
                 let server = try await loop.createServer(sock: fd) { Self.echo() }
                 #expect(server.sockets[0].fileDescriptor == fd)
                 let port = server.sockets[0].localAddress.port!
@@ -123,7 +121,9 @@ struct ServerTests {
                 let udp = socket(AF_INET, CInt(SOCK_DGRAM.rawValue), 0)
                 defer { close(udp) }
                 var wrong: TulipError?
-                do { _ = try await loop.createServer(sock: udp) { Self.echo() } } catch let error as TulipError { wrong = error }
+                do { _ = try await loop.createServer(sock: udp) { Self.echo() } } catch let error as TulipError {
+                    wrong = error
+                }
                 return (works, wrong)
             }
         }
@@ -185,7 +185,9 @@ struct ServerTests {
     @Test func sv8ServeForeverEndsWithCancellationWhenTheServerIsClosed() async throws {
         let cancelled = try await withLoop { loop in
             try loop.runUntilComplete { () async throws -> Bool in
-                let server = try await loop.createServer(host: "127.0.0.1", port: 0, startServing: false) { Self.echo() }
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0, startServing: false) {
+                    Self.echo()
+                }
                 let serving = Task(executorPreference: loop) { try await server.serveForever() }
                 try await eventually(loop) { server.isServing }
                 await #expect(throws: TulipError.make(.serveForeverActive, "")) { try await server.serveForever() }

@@ -252,7 +252,9 @@ struct StreamTransportTests {
                 transport.writeEOF()
                 #expect(!transport.isClosing)
                 var threw = false
-                do { try transport.write(string: "more") } catch let error as TulipError { threw = error.code == .writeAfterEOF }
+                do { try transport.write(string: "more") } catch let error as TulipError {
+                    threw = error.code == .writeAfterEOF
+                }
                 let sawEOF = try await loop.runInExecutor { () -> Bool in
                     let bytes = client.receiveAll()
                     client.send("still reading")

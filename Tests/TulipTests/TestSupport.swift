@@ -24,11 +24,16 @@ private final class ThreadBox: @unchecked Sendable {
     func start() {
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<ThreadBox>.fromOpaque(raw!).takeRetainedValue()
-            box.body()
-            return nil
-        }, context)
+        pthread_create(
+            &thread,
+            nil,
+            { raw in
+                let box = Unmanaged<ThreadBox>.fromOpaque(raw!).takeRetainedValue()
+                box.body()
+                return nil
+            },
+            context
+        )
         pthread_detach(thread)
     }
 }
@@ -78,7 +83,9 @@ final class BlockingClient: @unchecked Sendable {
     func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if sent <= 0 { return }
             offset += sent
         }
@@ -91,7 +98,9 @@ final class BlockingClient: @unchecked Sendable {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while result.count < count {
-            let n = chunk.withUnsafeMutableBytes { Glibc.recv(self.fd, $0.baseAddress, min($0.count, count - result.count), 0) }
+            let n = chunk.withUnsafeMutableBytes {
+                Glibc.recv(self.fd, $0.baseAddress, min($0.count, count - result.count), 0)
+            }
             if n <= 0 { break }
             result.append(contentsOf: chunk[0..<n])
         }

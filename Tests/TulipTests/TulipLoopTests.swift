@@ -249,7 +249,10 @@ struct TulipLoopTests {
                 return true
             }
             let closed = loopBox.withLockedValue { $0 }?.isClosed ?? false
-            return (result && cancelled.withLockedValue { $0 }, streamFinished.withLockedValue { $0 }, reports.withLockedValue { $0 }, closed)
+            return (
+                result && cancelled.withLockedValue { $0 }, streamFinished.withLockedValue { $0 },
+                reports.withLockedValue { $0 }, closed
+            )
         }
         #expect(outcome.0)
         #expect(outcome.1)

@@ -52,7 +52,11 @@ public struct DaemonPlan: Sendable {
             let kind = listener.endpoint.kind
             guard Self.runnableKinds.contains(kind) else {
                 errors.append(
-                    .invalidValue("\(kind) listeners are not supported yet", keyPath: "\(path).\(kind)", at: listener.locations.listener)
+                    .invalidValue(
+                        "\(kind) listeners are not supported yet",
+                        keyPath: "\(path).\(kind)",
+                        at: listener.locations.listener
+                    )
                 )
                 continue
             }
@@ -69,7 +73,11 @@ public struct DaemonPlan: Sendable {
             }
             if listener.tls != nil {
                 errors.append(
-                    .invalidValue("TLS listeners are not supported yet", keyPath: "\(path).tls", at: listener.locations.tls)
+                    .invalidValue(
+                        "TLS listeners are not supported yet",
+                        keyPath: "\(path).tls",
+                        at: listener.locations.tls
+                    )
                 )
                 continue
             }
