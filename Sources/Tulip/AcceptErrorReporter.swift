@@ -6,9 +6,10 @@ import Glibc
 import Musl
 #endif
 
-/// Reports accept failures of a listening channel to the loop's exception handler (CS-21):
-/// running out of descriptors or memory ("socket.accept() out of system resource"), after
-/// `AcceptBackoffHandler` has paused accepting for a second. The server stays open.
+/// Reports accept failures of a listening channel to the loop's exception handler (CS-21).
+///
+/// The failures are running out of descriptors or memory ("socket.accept() out of system resource"),
+/// reported after `AcceptBackoffHandler` has paused accepting for a second. The server stays open.
 final class AcceptErrorReporter: ChannelInboundHandler {
     typealias InboundIn = any Channel
 

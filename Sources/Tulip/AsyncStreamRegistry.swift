@@ -59,8 +59,9 @@ extension TulipLoop {
         return (stream, continuation)
     }
 
-    /// Finishes every still-live stream made by ``makeAsyncStream(of:)`` (asyncio's
-    /// `shutdown_asyncgens`). A second call with nothing new returns at once (AG-3).
+    /// Finishes every still-live stream made by ``makeAsyncStream(of:)`` (asyncio's `shutdown_asyncgens`).
+    ///
+    /// A second call with nothing new returns at once (AG-3).
     public func shutdownAsyncGenerators() async {
         for finish in self.streams.drain() { finish() }
     }

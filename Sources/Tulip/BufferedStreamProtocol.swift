@@ -10,6 +10,7 @@ public protocol BufferedStreamProtocol: StreamProtocol {
     /// Returns memory to receive into; it must stay valid until the matching ``bufferUpdated(_:)``.
     ///
     /// - Parameter sizeHint: the number of bytes available, a recommended minimum (BP-2).
+    /// - Returns: the memory the transport copies received bytes into.
     /// - Throws: to end the connection; an empty buffer ends it too (BP-3).
     func getBuffer(sizeHint: Int) throws -> UnsafeMutableRawBufferPointer
 

@@ -103,8 +103,9 @@ public final class ChannelTransport {
 
     // MARK: - Reading
 
-    /// Stops delivering data at once; bytes already read are held, unread ones stay in the kernel
-    /// (RT-2, RT-4). Idempotent; a no-op when closing.
+    /// Stops delivering data at once; bytes already read are held, unread ones stay in the kernel (RT-2, RT-4).
+    ///
+    /// Idempotent; a no-op when closing.
     public func pauseReading() {
         self.loop.eventLoop.preconditionInEventLoop()
         guard !self.isClosing, self.wantsReading else { return }
@@ -112,8 +113,9 @@ public final class ChannelTransport {
         self.updateAutoRead()
     }
 
-    /// Resumes reading after ``pauseReading()``: held bytes are delivered first, in the next
-    /// iteration (RT-2). A no-op when not paused or when closing (RT-5).
+    /// Resumes reading after ``pauseReading()``: held bytes are delivered first, in the next iteration (RT-2).
+    ///
+    /// A no-op when not paused or when closing (RT-5).
     public func resumeReading() {
         self.loop.eventLoop.preconditionInEventLoop()
         guard !self.isClosing, !self.wantsReading else { return }
@@ -257,8 +259,10 @@ public final class ChannelTransport {
     /// The write-buffer limits as asyncio's `(low, high)` (FC-1).
     public var writeBufferLimits: WriteBufferLimits { self.limits }
 
-    /// Sets the water marks (FC-2); pauses the protocol at once if the buffer is already above
-    /// the new high mark (FC-3). Lowering them never resumes.
+    /// Sets the water marks (FC-2).
+    ///
+    /// Pauses the protocol at once if the buffer is already above the new high mark (FC-3).
+    /// Lowering them never resumes.
     public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
         self.loop.eventLoop.preconditionInEventLoop()
         self.limits = try WriteBufferLimits(high: high, low: low)
@@ -282,8 +286,9 @@ public final class ChannelTransport {
         context.flush()
     }
 
-    /// FC-4: pause once the buffer is strictly above high. NIO's writability flag says whether
-    /// that is possible, so the exact size is read only when it is.
+    /// FC-4: pause once the buffer is strictly above high.
+    ///
+    /// NIO's writability flag says whether that is possible, so the exact size is read only when it is.
     private func evaluatePause(force: Bool = false) {
         guard !self.writingPaused, let context = self.context else { return }
         if self.exactWaterMarks && !force && context.channel.isWritable { return }
@@ -341,6 +346,7 @@ public final class ChannelTransport {
     // MARK: - Ending
 
     /// Shuts the sending side down once the queued data is flushed; reading goes on (WT-9).
+    ///
     /// A no-op when closing or when EOF was already written.
     public func writeEOF() {
         self.loop.eventLoop.preconditionInEventLoop()
@@ -352,8 +358,9 @@ public final class ChannelTransport {
         }
     }
 
-    /// Stops reading at once, flushes what is queued, then closes; `connectionLost(nil)` follows
-    /// in a later iteration (TR-4). Idempotent, never throws (TR-3).
+    /// Stops reading at once, flushes what is queued, then closes (TR-4).
+    ///
+    /// `connectionLost(nil)` follows in a later iteration (TR-4). Idempotent, never throws (TR-3).
     public func close() {
         self.loop.eventLoop.preconditionInEventLoop()
         guard !self.closing else { return }
@@ -367,7 +374,10 @@ public final class ChannelTransport {
     private func closeWhenDrained() {
         guard !self.aborted, !self.channelGone else { return }
         self.whenFlushed { [self] in
-            // WT-12: what resumeWriting wrote during the flush is flushed too before closing.
+            // WT-12: the buffer drained, so a paused protocol is resumed before the socket closes
+            // (NIO would report writability only after this callback), and whatever it writes
+            // from resumeWriting is flushed too.
+            if self.writingPaused && !self.aborted { self.evaluateResume() }
             if self.writeBufferSize > 0 {
                 self.closeWhenDrained()
             } else if !self.channelGone {
@@ -376,8 +386,9 @@ public final class ChannelTransport {
         }
     }
 
-    /// Discards what is queued and closes now; `connectionLost(nil)` follows in a later iteration
-    /// (TR-5). Works during a flushing ``close()`` too.
+    /// Discards what is queued and closes now; `connectionLost(nil)` follows in a later iteration (TR-5).
+    ///
+    /// Works during a flushing ``close()`` too.
     public func abort() {
         self.loop.eventLoop.preconditionInEventLoop()
         guard !self.aborted else { return }

@@ -26,7 +26,9 @@ public final class GatherFuture<Element: Sendable>: Sendable {
     /// Whether the future has its outcome.
     public var isDone: Bool { self.state.withLockedValue { $0.outcome != nil } }
 
-    /// Waits for the outcome. Cancelling the waiting task cancels the gather (GA-10).
+    /// Waits for the outcome.
+    ///
+    /// Cancelling the waiting task cancels the gather (GA-10).
     public var value: [Element] {
         get async throws {
             try await withTaskCancellationHandler {
@@ -44,8 +46,10 @@ public final class GatherFuture<Element: Sendable>: Sendable {
         }
     }
 
-    /// Cancels every unfinished child (GA-9). Returns false, touching nothing, when the future is
-    /// already done (GA-11); otherwise whether at least one child was still running.
+    /// Cancels every unfinished child (GA-9).
+    ///
+    /// Returns false, touching nothing, when the future is already done (GA-11); otherwise whether at
+    /// least one child was still running.
     @discardableResult
     public func cancel() -> Bool {
         let proceed = self.state.withLockedValue { state -> Bool in
@@ -91,8 +95,12 @@ public final class GatherFuture<Element: Sendable>: Sendable {
 /// Passing the same task twice awaits it once and puts its result at both positions (GA-5). The
 /// first child to fail fails the returned future at once with that error; the others keep running
 /// (GA-6); a cancelled child fails it with `CancellationError` (GA-7).
-/// - Parameter loop: where the watchers run; `nil` uses the running loop or, failing that, the
-///   global executor (GA-2).
+///
+/// - Parameters:
+///   - tasks: the children to await; their results keep this order.
+///   - loop: where the watchers run; `nil` uses the running loop or, failing that, the
+///     global executor (GA-2).
+/// - Returns: a future of the children's results in argument order.
 public func gather<Success: Sendable>(
     _ tasks: [Task<Success, any Error>],
     on loop: TulipLoop? = nil

@@ -18,7 +18,9 @@ public final class Handle: Sendable {
     /// Whether ``cancel()`` was called.
     public var isCancelled: Bool { self.cancelled.withLockedValue { $0 } }
 
-    /// Prevents the callback from running, if it has not run yet. Idempotent.
+    /// Prevents the callback from running, if it has not run yet.
+    ///
+    /// Idempotent.
     public func cancel() {
         self.cancelled.withLockedValue { $0 = true }
         self.timer.withLockedValue { $0 }?.cancel()

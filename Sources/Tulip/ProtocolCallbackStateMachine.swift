@@ -31,8 +31,9 @@ struct ProtocolCallbackStateMachine: Sendable {
         return true
     }
 
-    /// `connectionLost` may be delivered once; nothing after it. A connection that never got
-    /// `connectionMade` (its factory failed) gets no `connectionLost` either.
+    /// `connectionLost` may be delivered once; nothing after it.
+    ///
+    /// A connection that never got `connectionMade` (its factory failed) gets no `connectionLost` either.
     mutating func connectionLost() -> Bool {
         switch self.state {
         case .connected:

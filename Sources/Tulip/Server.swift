@@ -84,7 +84,9 @@ public final class Server: @unchecked Sendable {
         self.onLoop { self.clients.count } ?? 0
     }
 
-    /// The tracked client transports. Loop thread only.
+    /// The tracked client transports.
+    ///
+    /// Loop thread only.
     public var clientTransports: [ChannelTransport] {
         self.loop.eventLoop.preconditionInEventLoop()
         return Array(self.clients.values)
@@ -92,7 +94,9 @@ public final class Server: @unchecked Sendable {
 
     // MARK: - Serving
 
-    /// Starts listening and accepting if that has not happened yet (SV-7). Idempotent.
+    /// Starts listening and accepting if that has not happened yet (SV-7).
+    ///
+    /// Idempotent.
     /// - Throws: ``TulipError/Code/serverClosed`` after ``close()``.
     public func startServing() async throws {
         try await self.hop { try self.startServingOnLoop() }
@@ -211,8 +215,9 @@ public final class Server: @unchecked Sendable {
 
     // MARK: - Closing
 
-    /// Stops accepting and closes the listening sockets now, so new connections are refused;
-    /// client connections stay open (SV-1). Idempotent. A unix server unlinks its socket file if
+    /// Stops accepting and closes the listening sockets now, so new connections are refused (SV-1).
+    ///
+    /// Client connections stay open (SV-1). Idempotent. A unix server unlinks its socket file if
     /// it is still the one it created (US-8, SV-11).
     public func close() {
         self.onLoop { self.closeOnLoop() }
@@ -268,7 +273,9 @@ public final class Server: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Closes every client transport gracefully, flushing (SV-4). The listener is not stopped.
+    /// Closes every client transport gracefully, flushing (SV-4).
+    ///
+    /// The listener is not stopped.
     public func closeClients() {
         self.onLoop {
             for transport in self.clients.values { transport.close() }

@@ -1,7 +1,9 @@
 import NIOConcurrencyHelpers
 
-/// The tasks a loop created with ``TulipLoop/createTask(_:)``, so that ``TulipLoop/run(_:)`` can
-/// cancel and await the ones still running when `main` returns (RUN-8). Thread-safe.
+/// The tasks a loop created with ``TulipLoop/createTask(_:)``.
+///
+/// They are kept so that ``TulipLoop/run(_:)`` can cancel and await the ones still running when
+/// `main` returns (RUN-8). Thread-safe.
 final class TaskRegistry: Sendable {
     struct Tracked: Sendable {
         let cancel: @Sendable () -> Void

@@ -25,6 +25,7 @@ extension TulipLoop {
     ///   - host: `nil` or `""` binds the wildcard address of every family, one socket each, IPv6
     ///     with `IPV6_V6ONLY` (CS-5..CS-7); several hosts bind each resolved address once (CS-9).
     ///   - port: `0` gives each socket its own ephemeral port (CS-8).
+    ///   - family: which address families to bind (asyncio's `family`).
     ///   - sock: an existing bound (or listening) stream socket to serve on, instead of host/port;
     ///     the server owns it from then on (CS-18).
     ///   - backlog: passed to `listen()` (CS-16).
@@ -36,6 +37,7 @@ extension TulipLoop {
     ///   - observer: told when each connection opens and closes.
     ///   - makeProtocol: called on the loop thread once per accepted connection (CS-19); if it
     ///     throws, that connection is closed and the server carries on (CS-21).
+    /// - Returns: the new server, already serving unless `startServing` is `false`.
     /// - Throws: ``TulipError`` with code `invalidArgument` for bad combinations (CS-2..CS-4),
     ///   `addressInUse`/`bindFailed` with the errno (CS-14, CS-15), `resolutionFailed` (CS-10).
     public func createServer(
@@ -119,9 +121,19 @@ extension TulipLoop {
     ///     alone and the call fails with `addressInUse` (US-5, US-6). A leading NUL byte names an
     ///     abstract socket.
     ///   - sock: an existing bound unix stream socket instead of `path` (US-2, US-3).
+    ///   - backlog: passed to `listen()`.
     ///   - mode: permission bits for the socket file (a Tulip addition: set before anyone can
     ///     connect).
+    ///   - startServing: `false` binds without listening, so connections are refused until
+    ///     ``Server/startServing()``.
     ///   - cleanupSocket: unlink the path on ``Server/close()`` if its inode is unchanged (US-8).
+    ///   - observer: told when each connection opens and closes.
+    ///   - makeProtocol: called on the loop thread once per accepted connection; if it throws, that
+    ///     connection is closed and the server carries on.
+    /// - Returns: the new server, already serving unless `startServing` is `false`.
+    /// - Throws: ``TulipError`` with code `invalidArgument` when both or neither of `path` and `sock`
+    ///   are given or `sock` is not a bound unix stream socket, `addressInUse`/`bindFailed` with the
+    ///   errno when binding or listening fails, `loopClosed` after ``close()``.
     public func createUnixServer(
         path: String? = nil,
         sock: CInt? = nil,

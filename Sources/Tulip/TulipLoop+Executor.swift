@@ -9,7 +9,9 @@ import NIOPosix
 /// ready-queue entries on the loop thread, so a task step is one callback of an iteration, as in
 /// asyncio, and tasks make no progress while the loop is stopped.
 extension TulipLoop: TaskExecutor, SerialExecutor {
-    /// Queues a job for the next iteration. A job enqueued after ``close()`` is dropped.
+    /// Queues a job for the next iteration.
+    ///
+    /// A job enqueued after ``close()`` is dropped.
     public func enqueue(_ job: consuming ExecutorJob) {
         self.enqueue(.job(UnownedJob(job)))
     }
@@ -69,8 +71,9 @@ extension TulipLoop {
         return try await pool.runIfActive(eventLoop: self.eventLoop, work).get()
     }
 
-    /// Shuts the default executor down and waits for its threads (EX-1); afterwards
-    /// ``runInExecutor(_:)`` throws (EX-2). Returns at once if it was never started.
+    /// Shuts the default executor down and waits for its threads (EX-1).
+    ///
+    /// Afterwards ``runInExecutor(_:)`` throws (EX-2). Returns at once if it was never started.
     public func shutdownDefaultExecutor() async throws {
         let pool: NIOThreadPool? = self.executorState.withLockedValue { state in
             defer { state = .shutDown }

@@ -57,8 +57,9 @@ public final class TulipLoop: @unchecked Sendable {
 
     // MARK: Loop-thread state
 
-    /// True while a run is in progress, as seen from the loop thread. I/O handlers read it to decide
-    /// whether to deliver an event now or queue it for the next run.
+    /// True while a run is in progress, as seen from the loop thread.
+    ///
+    /// I/O handlers read it to decide whether to deliver an event now or queue it for the next run.
     var isDispatching = false
     private var participants: [ObjectIdentifier: any LoopParticipant] = [:]
     private var exceptionHandlerStorage = NIOLockedValueBox<(@Sendable (ExceptionContext) -> Void)?>(nil)
@@ -75,8 +76,9 @@ public final class TulipLoop: @unchecked Sendable {
         self.eventLoop = group.next()
     }
 
-    /// A loop that runs on an event loop someone else drives, always dispatching: for tests on
-    /// `EmbeddedEventLoop` (see `TulipTestKit`). Not API.
+    /// A loop that runs on an event loop someone else drives, always dispatching.
+    ///
+    /// For tests on `EmbeddedEventLoop` (see `TulipTestKit`). Not API.
     ///
     /// Ready-queue entries run when `eventLoop` runs its tasks; ``runForever()`` is not available.
     public static func _makeForTesting(on eventLoop: any EventLoop) -> TulipLoop {
@@ -103,10 +105,14 @@ public final class TulipLoop: @unchecked Sendable {
 
     // MARK: - State
 
-    /// Whether the loop is running (IR-1). Any thread may ask.
+    /// Whether the loop is running (IR-1).
+    ///
+    /// Any thread may ask.
     public var isRunning: Bool { self.lock.withLock { self.shared.isRunning } }
 
-    /// Whether ``close()`` has completed (IC-1). Any thread may ask.
+    /// Whether ``close()`` has completed (IC-1).
+    ///
+    /// Any thread may ask.
     public var isClosed: Bool { self.lock.withLock { self.shared.isClosed } }
 
     /// The loop's monotonic clock.
@@ -313,8 +319,10 @@ public final class TulipLoop: @unchecked Sendable {
 
     // MARK: - Closing
 
-    /// Closes the loop (CL-*): discards queued callbacks and timers, shuts the default executor down
-    /// without waiting, and releases the NIO thread. Idempotent (CL-2).
+    /// Closes the loop (CL-*).
+    ///
+    /// It discards queued callbacks and timers, shuts the default executor down without waiting,
+    /// and releases the NIO thread. Idempotent (CL-2).
     ///
     /// Transports and servers are not closed (CL-6); they become inert.
     /// - Throws: ``TulipError/Code/runningLoopCannotClose`` on a running loop (CL-1).

@@ -40,9 +40,10 @@ public struct WriteBufferLimits: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "(\(self.low), \(self.high))" }
 
-    /// NIO's water marks that make its writability flag follow these limits exactly: NIO turns
-    /// unwritable above `high` and writable again below its `low`, so `low + 1` resumes "at most
-    /// low". NIO needs `1 <= low <= high`; when that cannot hold (`low == high`), `exact` is false
+    /// NIO's water marks that make its writability flag follow these limits exactly.
+    ///
+    /// NIO turns unwritable above `high` and writable again below its `low`, so `low + 1` resumes
+    /// "at most low". NIO needs `1 <= low <= high`; when that cannot hold (`low == high`), `exact` is false
     /// and the transport watches the buffer itself.
     var nioWaterMark: (mark: ChannelOptions.Types.WriteBufferWaterMark, exact: Bool) {
         let nioLow = self.low + 1

@@ -2,9 +2,10 @@ import NIOCore
 import Tulip
 import TulipDaemon
 
-/// RFC 864 character generator: the classic rotating 72-character lines, sent until the client
-/// closes. Writing stops while the transport is paused (``BaseProtocol/pauseWriting()``), so a
-/// client that stops reading costs at most the write buffer's high-water mark.
+/// RFC 864 character generator: the classic rotating 72-character lines, sent until the client closes.
+///
+/// Writing stops while the transport is paused (``BaseProtocol/pauseWriting()``), so a client that
+/// stops reading costs at most the write buffer's high-water mark.
 public struct ChargenPlugin: Plugin {
     public typealias Options = NoOptions
     public static let name = "chargen"
@@ -47,7 +48,7 @@ public final class ChargenProtocol: StreamProtocol {
         self.produce()
     }
 
-    /// RFC 864: "Any data received is thrown away."
+    /// Throws received data away, as RFC 864 says ("Any data received is thrown away.").
     public func dataReceived(_ data: ByteBuffer) throws {}
 
     public func pauseWriting() {

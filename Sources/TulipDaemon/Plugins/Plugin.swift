@@ -37,7 +37,9 @@ public protocol Plugin {
     static func makeProtocolFactory(options: Options, context: PluginContext) throws -> any ProtocolFactory
 }
 
-/// Makes the protocol objects of one listener. Called on the loop's thread.
+/// Makes the protocol objects of one listener.
+///
+/// Called on the loop's thread.
 public protocol ProtocolFactory: Sendable {
     /// A new protocol object for one stream connection.
     func makeStreamProtocol() throws -> any StreamProtocol

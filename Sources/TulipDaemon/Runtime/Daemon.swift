@@ -55,8 +55,9 @@ public final class Daemon: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Starts every listener, serves until a stop signal and drains. Run it on the loop, for
-    /// example with ``TulipLoop/runUntilComplete(_:)``.
+    /// Starts every listener, serves until a stop signal and drains.
+    ///
+    /// Run it on the loop, for example with ``TulipLoop/runUntilComplete(_:)``.
     /// - Throws: ``DaemonStartupError`` when a listener cannot be set up; nothing is left bound.
     public func run() async throws {
         self.loop.eventLoop.preconditionInEventLoop()
@@ -160,7 +161,9 @@ public final class Daemon: @unchecked Sendable {
         self.signalSources = []
     }
 
-    /// Starts a drain on the first signal and aborts on the second. Loop thread.
+    /// Starts a drain on the first signal and aborts on the second.
+    ///
+    /// Loop thread.
     public func handleSignal(_ signalNumber: CInt) {
         let name = signalNumber == SIGINT ? "SIGINT" : signalNumber == SIGTERM ? "SIGTERM" : "signal \(signalNumber)"
         switch self.state {
