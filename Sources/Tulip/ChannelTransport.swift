@@ -409,6 +409,8 @@ extension ChannelTransport: Sendable {}
 
 extension ChannelTransport {
     func attach(to context: ChannelHandlerContext) {
+        // handlerAdded on an active channel and channelActive must not both attach.
+        guard self.context == nil, !self.channelGone else { return }
         self.context = context
         self.extraInfo = TransportInfo(
             peerAddress: context.channel.remoteAddress,
