@@ -4,15 +4,31 @@ import PackageDescription
 // Tulip's benchmark package. It is kept apart from the root package (STYLE.md §6) so that the
 // daemon's own `swift build` and CI never compile it.
 //
-// The echo harness (`EchoLoad`, `RawEchoServer`, driven by `scripts/bench-echo.sh`) depends on
-// SwiftNIO only, not on `../`: it measures the *built `tulipd` binary* over real sockets, so it
-// builds even while the root package does not. ordo-one/benchmark targets (STYLE.md §6) go under
-// `Benchmarks/<Target>` next to these when they are added.
+// Two kinds of target live here:
+//
+// - The echo harness (`EchoLoad`, `RawEchoServer`, driven by `scripts/bench-echo.sh`) depends on
+//   SwiftNIO only: it measures the *built `tulipd` binary* over real sockets.
+// - ordo-one/benchmark targets (`Benchmarks/<Target>`, run with `swift package benchmark`)
+//   measure Tulip's modules in process; CI gates them on `mallocCountTotal` only, against
+//   `Thresholds/<swift-version>/` (`scripts/check-allocations.sh`).
+
+// MARK: - Shared dependencies
 
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
 let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let benchmark = Target.Dependency.product(name: "Benchmark", package: "benchmark")
+let benchmarkPlugin = Target.PluginUsage.plugin(name: "BenchmarkPlugin", package: "benchmark")
+
+// The root package, `.package(path: "../")`. SwiftPM names a path dependency after its folder
+// (lowercased), not after the `name:` in its manifest, and a clone may live in any folder: work
+// the identity out from where this manifest is instead of hard-coding "tulip" or "main".
+let rootPackage = String(Context.packageDirectory.split(separator: "/").dropLast().last ?? "tulip").lowercased()
+let tulip = Target.Dependency.product(name: "Tulip", package: rootPackage)
+let tulipTestKit = Target.Dependency.product(name: "TulipTestKit", package: rootPackage)
+let tulipPlugins = Target.Dependency.product(name: "TulipPlugins", package: rootPackage)
 
 let package = Package(
     name: "tulip-benchmarks",
@@ -22,10 +38,16 @@ let package = Package(
         .executable(name: "RawEchoServer", targets: ["RawEchoServer"]),
     ],
     dependencies: [
+        .package(path: "../"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // The trait list replaces the package's defaults: the malloc interposer (mallocCount*
+        // metrics) without the Swift 6.3 ARC runtime interposer, whose package is not available here.
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // MARK: - Echo harness (real sockets)
+
         // Load client: N ping-pong connections, prints one JSON line.
         .executableTarget(
             name: "EchoLoad",
@@ -35,6 +57,24 @@ let package = Package(
         .executableTarget(
             name: "RawEchoServer",
             dependencies: [nioCore, nioPosix, argumentParser]
+        ),
+
+        // MARK: - ordo-one/benchmark targets (allocation counts)
+
+        // ProtocolChannelHandler + ChannelTransport echo on an EmbeddedChannel, next to a raw NIO
+        // echo handler on the same channel type.
+        .executableTarget(
+            name: "TulipBenchmarks",
+            dependencies: [
+                benchmark,
+                tulip,
+                tulipTestKit,
+                tulipPlugins,
+                nioCore,
+                nioEmbedded,
+            ],
+            path: "Benchmarks/TulipBenchmarks",
+            plugins: [benchmarkPlugin]
         ),
     ]
 )
