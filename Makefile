@@ -39,8 +39,10 @@ test: deps
 lint:
 	$(SWIFT) format lint --strict --parallel --recursive Sources Tests Package.swift
 
-## Echo throughput and CPU per message: tulipd vs raw SwiftNIO (and asyncio/uvloop).
+## Allocation gate (mallocs per echoed message), then echo throughput and CPU per message:
+## tulipd vs raw SwiftNIO, asyncio and uvloop.
 bench:
+	Benchmarks/scripts/check-allocations.sh
 	Benchmarks/scripts/bench-echo.sh
 
 clean:
