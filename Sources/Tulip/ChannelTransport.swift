@@ -49,6 +49,16 @@ public final class ChannelTransport {
     private var lostError: (any Error)?
     private var channelGone = false
 
+    // sendfile (TulipLoop+Sendfile.swift).
+    /// Whether `sendfile` may hand the file to the kernel (sendfile(2) through a NIO `FileRegion`):
+    /// true for plain TCP and unix sockets. A transport whose pipeline transforms bytes (TLS) must
+    /// set it to false, so that `sendfile` uses its read/write fallback (SF-3).
+    var supportsNativeSendfile = true
+    /// Which kind of `sendfile` transfer is in progress, if any.
+    var sendfileMode = SendfileMode.none
+    /// What a fallback `sendfile` runs once writing resumes (FC-5) or the channel closes.
+    private var writableWaiters: [() -> Void] = []
+
     /// Bytes delivered to the protocol (or held for it) so far.
     public private(set) var bytesReceived: UInt64 = 0
     /// Bytes accepted by ``write(_:)`` so far.
@@ -208,6 +218,7 @@ public final class ChannelTransport {
         let count = data.readableBytes
         guard count > 0 else { return }
         if self.eofWritten { throw TulipError.make(.writeAfterEOF, "Cannot call write() after write_eof()") }
+        if self.sendfileMode == .native { throw Self.sendfileInProgress() }
         guard let context = self.context, !self.channelGone, !self.aborted else {
             self.droppedWrites += 1
             return
@@ -242,6 +253,7 @@ public final class ChannelTransport {
     ///   ("Cannot call writelines() after write_eof()").
     public func writelines(_ buffers: some Sequence<ByteBuffer>) throws {
         if self.eofWritten { throw TulipError.make(.writeAfterEOF, "Cannot call writelines() after write_eof()") }
+        if self.sendfileMode == .native { throw Self.sendfileInProgress() }
         let wasInBurst = self.inReadBurst
         self.inReadBurst = true
         defer { self.inReadBurst = wasInBurst }
@@ -294,7 +306,8 @@ public final class ChannelTransport {
         if self.exactWaterMarks && !force && context.channel.isWritable { return }
         guard self.writeBufferSize > self.limits.high else { return }
         self.writingPaused = true
-        self.protocolObject?.pauseWriting()
+        // SF-12: a fallback sendfile's own writes pause it, not the protocol.
+        if self.sendfileMode != .fallback { self.protocolObject?.pauseWriting() }
         if context.channel.isWritable { self.armDrainMarker() }
     }
 
@@ -306,7 +319,8 @@ public final class ChannelTransport {
             return
         }
         self.writingPaused = false
-        self.protocolObject?.resumeWriting()
+        if self.sendfileMode != .fallback { self.protocolObject?.resumeWriting() }
+        self.runWritableWaiters()
     }
 
     /// Where NIO's flag cannot tell us (limits changed, or `low == high`), an empty write's
@@ -405,6 +419,67 @@ public final class ChannelTransport {
 @available(*, unavailable)
 extension ChannelTransport: Sendable {}
 
+// MARK: - sendfile support
+
+/// The kind of `sendfile` transfer a transport is carrying.
+enum SendfileMode {
+    case none
+    /// A `FileRegion` owns the write side: ``ChannelTransport/write(_:)`` throws (WT-4).
+    case native
+    /// Chunks go through ``ChannelTransport/write(_:)``; flow control pauses `sendfile`, not the
+    /// protocol (SF-12).
+    case fallback
+}
+
+extension ChannelTransport {
+    static func sendfileInProgress(file: String = #fileID, line: Int = #line) -> TulipError {
+        TulipError.make(.sendfileInProgress, "unable to write; sendfile is in progress", file: file, line: line)
+    }
+
+    /// Whether the protocol side is paused for flow control (FC-4 until FC-5).
+    var isWritingPaused: Bool { self.writingPaused }
+
+    /// Runs `body` at once if writing is not paused or the transport is closing; otherwise when it
+    /// resumes (FC-5) or the channel closes, whichever comes first.
+    func whenWritable(_ body: @escaping () -> Void) {
+        if !self.writingPaused || self.isClosing {
+            body()
+        } else {
+            self.writableWaiters.append(body)
+        }
+    }
+
+    private func runWritableWaiters() {
+        let waiters = self.writableWaiters
+        self.writableWaiters = []
+        for waiter in waiters { waiter() }
+    }
+
+    /// Succeeds once every byte written so far has reached the kernel; fails if the channel is or
+    /// becomes closed first (SF-10: native sendfile starts on an empty queue).
+    func flushAll() -> EventLoopFuture<Void> {
+        guard let context = self.context, !self.channelGone else {
+            return self.loop.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        self.unflushedBytes = 0
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        return promise.futureResult
+    }
+
+    /// Writes and flushes `region` past the protocol-facing write path (no byte counting, no
+    /// pause): NIO sends it with sendfile(2), so file data never passes through user space.
+    func writeFileRegion(_ region: FileRegion) -> EventLoopFuture<Void> {
+        guard let context = self.context, !self.channelGone else {
+            return self.loop.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        self.bytesSent &+= UInt64(region.readableBytes)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: promise)
+        return promise.futureResult
+    }
+}
+
 // MARK: - Events from ProtocolChannelHandler
 
 extension ChannelTransport {
@@ -482,6 +557,7 @@ extension ChannelTransport {
         guard !self.channelGone else { return }
         self.channelGone = true
         self.heldReads.removeAll()
+        self.runWritableWaiters()  // a waiting fallback sendfile sees `isClosing` and stops
         self.loop.callSoonInternal { [self] in self.deliverConnectionLost() }
     }
 

@@ -22,6 +22,13 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
             case resolutionFailed
             case executorShutdown
             case callbackFailed
+            case transportClosing
+            case sendfileInProgress
+            case sendfileNotAvailable
+            case sendfileNotSupported
+            case connectionLost
+            case fileTruncated
+            case fileReadFailed
         }
 
         private let base: Base
@@ -55,6 +62,23 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let executorShutdown = Code(.executorShutdown)
         /// A protocol callback failed; the connection was closed.
         public static let callbackFailed = Code(.callbackFailed)
+        /// The transport is closing (asyncio: `RuntimeError('Transport is closing')`, SF-2).
+        public static let transportClosing = Code(.transportClosing)
+        /// `write()` while a native sendfile is in progress
+        /// (asyncio: `RuntimeError('unable to write; sendfile is in progress')`, WT-4).
+        public static let sendfileInProgress = Code(.sendfileInProgress)
+        /// Native sendfile is impossible for this file and `fallback` is false
+        /// (asyncio: `SendfileNotAvailableError`, SF-4).
+        public static let sendfileNotAvailable = Code(.sendfileNotAvailable)
+        /// The transport cannot send files natively and `fallback` is false (SF-5), or cannot send
+        /// files at all (SF-3).
+        public static let sendfileNotSupported = Code(.sendfileNotSupported)
+        /// The connection was lost during a transfer (asyncio: `ConnectionError`, SF-13, SF-14).
+        public static let connectionLost = Code(.connectionLost)
+        /// The file shrank below the part being sent natively; the transport was aborted.
+        public static let fileTruncated = Code(.fileTruncated)
+        /// Reading the file failed (asyncio: `OSError`).
+        public static let fileReadFailed = Code(.fileReadFailed)
 
         public var description: String { self.base.rawValue }
     }
