@@ -2,13 +2,15 @@ import TulipDaemon
 
 /// The built-in protocol plugins of `tulipd`.
 public enum TulipPlugins {
-    /// Registers every built-in plugin: `echo`, `discard`, `chargen`, `daytime`, `time`.
+    /// Registers every built-in plugin: `echo`, `discard`, `chargen`, `daytime`, `time`,
+    /// `files`.
     public static func register(into registry: inout PluginRegistry) {
         registry.register(EchoPlugin.self)
         registry.register(DiscardPlugin.self)
         registry.register(ChargenPlugin.self)
         registry.register(DaytimePlugin.self)
         registry.register(TimePlugin.self)
+        registry.register(FilesPlugin.self)
     }
 
     /// A registry holding the built-ins.
