@@ -22,6 +22,7 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
             case resolutionFailed
             case executorShutdown
             case callbackFailed
+            case socketError
         }
 
         private let base: Base
@@ -55,6 +56,8 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let executorShutdown = Code(.executorShutdown)
         /// A protocol callback failed; the connection was closed.
         public static let callbackFailed = Code(.callbackFailed)
+        /// A send or receive on a socket failed (asyncio: `OSError`); ``TulipError/errno`` has the code.
+        public static let socketError = Code(.socketError)
 
         public var description: String { self.base.rawValue }
     }
