@@ -43,7 +43,7 @@ let package = Package(
         ),
         .target(
             name: "TulipPlugins",
-            dependencies: ["Tulip", "TulipDaemon", nioCore]
+            dependencies: ["Tulip", "TulipDaemon", nioCore, logging]
         ),
         .executableTarget(
             name: "tulipd",

@@ -181,13 +181,13 @@ struct BoundSocket {
 
     // MARK: - Helpers
 
-    private static func unixFile(at path: String) -> UnixSocketFile? {
+    static func unixFile(at path: String) -> UnixSocketFile? {
         var info = stat()
         guard lstat(path, &info) == 0 else { return nil }
         return UnixSocketFile(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
-    private static func setOption(_ fd: CInt, _ level: CInt, _ name: CInt, _ value: CInt, _ label: String) throws {
+    static func setOption(_ fd: CInt, _ level: CInt, _ name: CInt, _ value: CInt, _ label: String) throws {
         var value = value
         if setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<CInt>.size)) != 0 {
             let code = errno
@@ -239,7 +239,7 @@ struct BoundSocket {
         }
     }
 
-    private static func describeSocket(type: CInt, address: SocketAddress) -> String {
+    static func describeSocket(type: CInt, address: SocketAddress) -> String {
         let typeName =
             type == CInt(SOCK_DGRAM.rawValue)
             ? "SOCK_DGRAM" : type == CInt(SOCK_STREAM.rawValue) ? "SOCK_STREAM" : "type \(type)"

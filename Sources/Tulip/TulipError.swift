@@ -29,6 +29,7 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
             case connectionLost
             case fileTruncated
             case fileReadFailed
+            case socketError
         }
 
         private let base: Base
@@ -79,6 +80,8 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let fileTruncated = Code(.fileTruncated)
         /// Reading the file failed (asyncio: `OSError`).
         public static let fileReadFailed = Code(.fileReadFailed)
+        /// A send or receive on a socket failed (asyncio: `OSError`); ``TulipError/errno`` has the code.
+        public static let socketError = Code(.socketError)
 
         public var description: String { self.base.rawValue }
     }

@@ -16,6 +16,8 @@ public struct AddressFamily: Hashable, Sendable {
     public static let inet = AddressFamily(rawValue: AF_INET)
     /// IPv6 only.
     public static let inet6 = AddressFamily(rawValue: AF_INET6)
+    /// Unix domain sockets (datagram endpoints only: `createServer` resolves no unix addresses).
+    public static let unix = AddressFamily(rawValue: AF_UNIX)
 }
 
 extension TulipLoop {

@@ -7,13 +7,26 @@ import TulipDaemon
 /// Writing stops while the transport is paused (``BaseProtocol/pauseWriting()``), so a client that
 /// stops reading costs at most the write buffer's high-water mark.
 public struct ChargenPlugin: Plugin {
-    public typealias Options = NoOptions
+    public typealias Options = DatagramOptions
     public static let name = "chargen"
     public static let summary = "RFC 864 character generator: rotating 72-character lines until the client closes"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
 
-    public static func makeProtocolFactory(options: NoOptions, context: PluginContext) throws -> any ProtocolFactory {
-        StreamProtocolFactory { ChargenProtocol() }
+    /// Over datagrams (RFC 864's UDP form) each request gets one reply of six whole lines
+    /// (444 bytes, within the RFC's 512), continuing the rotation from the endpoint's previous
+    /// reply, within the rate limit. The RFC's random length is replaced by a fixed one so replies
+    /// are predictable.
+    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+        try options.validate(context: context)
+        let logger = context.logger
+        return StreamAndDatagramProtocolFactory(stream: { ChargenProtocol() }) {
+            var next = 0
+            return DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { _, allocator in
+                let reply = ChargenProtocol.datagramReply(startingAt: next, allocator: allocator)
+                next = (next + ChargenProtocol.linesPerDatagram) % ChargenProtocol.lineCount
+                return reply
+            }
+        }
     }
 }
 
@@ -21,8 +34,23 @@ public struct ChargenPlugin: Plugin {
 public final class ChargenProtocol: StreamProtocol {
     /// The 95 lines of one full rotation (95 × 74 bytes), built once per connection; every write
     /// sends a view of it, so streaming allocates nothing.
-    private static let lineCount = 95
-    private static let lineLength = 72
+    static let lineCount = 95
+    static let lineLength = 72
+    /// Lines in one datagram reply: 6 × 74 = 444 bytes, the most whole lines within 512.
+    static let linesPerDatagram = 6
+
+    /// One datagram reply: `linesPerDatagram` lines of the rotation from line `start`.
+    static func datagramReply(startingAt start: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: Self.linesPerDatagram * (Self.lineLength + 2))
+        for offset in 0..<Self.linesPerDatagram {
+            let line = (start + offset) % Self.lineCount
+            for column in 0..<Self.lineLength {
+                buffer.writeInteger(UInt8(32 + (line + column) % 95))
+            }
+            buffer.writeStaticString("\r\n")
+        }
+        return buffer
+    }
 
     static func makeCycle(allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: Self.lineCount * (Self.lineLength + 2))

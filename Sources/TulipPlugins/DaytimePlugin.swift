@@ -10,10 +10,23 @@ import Musl
 
 /// RFC 867 daytime: one line with the current date and time, then the connection closes.
 public struct DaytimePlugin: Plugin {
-    /// `{"format": "rfc3339" | "rfc2822"}`; RFC 3339 (UTC) by default.
+    /// `{"format": "rfc3339" | "rfc2822", "rate_limit": …}`; RFC 3339 (UTC) by default;
+    /// `rate_limit` as in ``DatagramOptions``.
     public struct Options: Decodable, Sendable {
         /// The line's format.
         public var format: String?
+        /// The reflection guard for datagram listeners.
+        public var datagram: DatagramOptions
+
+        private enum CodingKeys: String, CodingKey {
+            case format
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.format = try container.decodeIfPresent(String.self, forKey: .format)
+            self.datagram = try DatagramOptions(from: decoder)
+        }
     }
 
     /// The supported line formats.
@@ -26,7 +39,7 @@ public struct DaytimePlugin: Plugin {
 
     public static let name = "daytime"
     public static let summary = "RFC 867 daytime: sends the current date and time as one line, then closes"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
 
     public static func makeProtocolFactory(options: Options, context: PluginContext) throws -> any ProtocolFactory {
         let formatName = options.format ?? Format.rfc3339.rawValue
@@ -34,7 +47,14 @@ public struct DaytimePlugin: Plugin {
             let known = Format.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
             throw context.invalidOption("format", "unknown format \"\(formatName)\"; expected one of \(known)")
         }
-        return StreamProtocolFactory { DaytimeProtocol(format: format) }
+        try options.datagram.validate(context: context)
+        let logger = context.logger
+        // Over datagrams (RFC 867's UDP form) any request gets one line, within the rate limit.
+        return StreamAndDatagramProtocolFactory(stream: { DaytimeProtocol(format: format) }) {
+            DatagramReplyProtocol(limit: options.datagram.rateLimit, logger: logger) { _, allocator in
+                allocator.buffer(string: DaytimePlugin.line(at: Int(Glibc.time(nil)), format: format) + "\r\n")
+            }
+        }
     }
 
     /// The daytime line for `seconds` since the Unix epoch, without the line terminator.

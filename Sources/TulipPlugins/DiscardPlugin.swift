@@ -4,13 +4,17 @@ import TulipDaemon
 
 /// RFC 863 discard: reads and drops everything.
 public struct DiscardPlugin: Plugin {
-    public typealias Options = NoOptions
+    public typealias Options = DatagramOptions
     public static let name = "discard"
     public static let summary = "RFC 863 discard: reads and drops everything"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
 
-    public static func makeProtocolFactory(options: NoOptions, context: PluginContext) throws -> any ProtocolFactory {
-        StreamProtocolFactory { DiscardProtocol() }
+    /// Over datagrams nothing is ever sent, so `rate_limit` has nothing to limit.
+    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+        try options.validate(context: context)
+        return StreamAndDatagramProtocolFactory(stream: { DiscardProtocol() }) {
+            DatagramReplyProtocol(limit: nil) { _, _ in nil }
+        }
     }
 }
 

@@ -8,13 +8,18 @@ import TulipDaemon
 /// high-water mark, reading pauses until it drains, so a client that only sends never makes the
 /// daemon buffer without bound. On the peer's EOF the rest is flushed, then the connection closes.
 public struct EchoPlugin: Plugin {
-    public typealias Options = NoOptions
+    public typealias Options = DatagramOptions
     public static let name = "echo"
     public static let summary = "RFC 862 echo: sends back every byte it receives"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
 
-    public static func makeProtocolFactory(options: NoOptions, context: PluginContext) throws -> any ProtocolFactory {
-        StreamProtocolFactory { EchoProtocol() }
+    /// Over datagrams each request is sent back as it is, within the rate limit.
+    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+        try options.validate(context: context)
+        let logger = context.logger
+        return StreamAndDatagramProtocolFactory(stream: { EchoProtocol() }) {
+            DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { request, _ in request }
+        }
     }
 }
 

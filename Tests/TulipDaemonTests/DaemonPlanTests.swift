@@ -39,11 +39,52 @@ struct DaemonPlanTests {
         #expect(errors.first?.message.contains("chargen, daytime, discard, echo, files, time") == true)
     }
 
-    @Test(arguments: ["udp", "unix_datagram", "pipe"])
-    func kindsWithoutSupportYetFailTheCheck(kind: String) {
-        let body = kind == "udp" ? #"{"port":1}"# : kind == "pipe" ? #"{"read":"/tmp/in"}"# : #"{"path":"/tmp/d"}"#
-        let errors = self.errors(#"{"listeners":[{"name":"a","protocol":"echo","\#(kind)":\#(body)}]}"#)
+    @Test func pipeListenersFailTheCheckUntilTheirSupportLands() {
+        let errors = self.errors(#"{"listeners":[{"name":"a","protocol":"echo","pipe":{"read":"/tmp/in"}}]}"#)
         #expect(errors.first?.message.contains("not supported yet") == true)
+    }
+
+    @Test(arguments: ["udp", "unix_datagram"])
+    func datagramKindsPassTheCheckForTheBuiltIns(kind: String) throws {
+        let body = kind == "udp" ? #"{"port":1}"# : #"{"path":"/tmp/d"}"#
+        for plugin in ["echo", "discard", "chargen", "daytime", "time"] {
+            #expect(self.errors(#"{"listeners":[{"name":"a","protocol":"\#(plugin)","\#(kind)":\#(body)}]}"#).isEmpty)
+        }
+    }
+
+    private struct StreamOnly: Plugin {
+        typealias Options = NoOptions
+        static let name = "stream-only"
+        static let summary = "t"
+        static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+        static func makeProtocolFactory(options: NoOptions, context: PluginContext) throws -> any ProtocolFactory {
+            StreamProtocolFactory { EchoProtocol() }
+        }
+    }
+
+    @Test(arguments: ["udp", "unix_datagram"])
+    func aStreamOnlyPluginIsRejectedOnDatagramKinds(kind: String) throws {
+        var registry = TulipPlugins.makeRegistry()
+        registry.register(StreamOnly.self)
+        let body = kind == "udp" ? #"{"port":1}"# : #"{"path":"/tmp/d"}"#
+        let json = #"{"listeners":[{"name":"a","protocol":"stream-only","\#(kind)":\#(body)}]}"#
+        let configuration = try DaemonConfiguration.parse(Array(json.utf8), file: "t.json")
+        #expect {
+            _ = try DaemonPlan(configuration: configuration, registry: registry, logger: Logger(label: "t"))
+        } throws: { error in
+            (error as? ConfigurationErrors)?.errors.first?.message.contains("does not support \(kind) listeners") == true
+        }
+    }
+
+    @Test func rateLimitOptionsDecodeStrictly() {
+        let ok = #"{"listeners":[{"name":"a","protocol":"echo","udp":{"port":1},"options":{"rate_limit":null}}]}"#
+        #expect(self.errors(ok).isEmpty)
+        let custom = #"{"listeners":[{"name":"a","protocol":"daytime","udp":{"port":1},"options":{"format":"rfc2822","rate_limit":{"per_second":5,"burst":10}}}]}"#
+        #expect(self.errors(custom).isEmpty)
+        let unknown = #"{"listeners":[{"name":"a","protocol":"echo","udp":{"port":1},"options":{"rate_limit":{"per_second":5,"burst":10,"x":1}}}]}"#
+        #expect(!self.errors(unknown).isEmpty)
+        let zero = #"{"listeners":[{"name":"a","protocol":"time","udp":{"port":1},"options":{"rate_limit":{"per_second":0,"burst":10}}}]}"#
+        #expect(self.errors(zero).first?.keyPath == "listeners[0].options.rate_limit.per_second")
     }
 
     @Test func everyBadListenerIsReportedNotJustTheFirst() {

@@ -243,18 +243,16 @@ def test_schema_violation_is_a_config_error_naming_the_location(mutation_id, tmp
 
 # --------------------------------------------------------------------------
 # Listener kinds that parse but are not supported yet.
-# DELETE THIS SECTION when udp / unix_datagram / pipe listeners are implemented.
+# DELETE THIS SECTION when pipe listeners are implemented.
 
 
 @pytest.mark.not_supported_yet
 @pytest.mark.parametrize(
     "kind, body",
     [
-        ("udp", lambda tmp: {"host": "127.0.0.1", "port": free_port()}),
-        ("unix_datagram", lambda tmp: {"path": str(tmp / "echo.dgram")}),
         ("pipe", lambda tmp: {"read": str(tmp / "in.fifo"), "write": str(tmp / "out.fifo")}),
     ],
-    ids=["udp", "unix_datagram", "pipe"],
+    ids=["pipe"],
 )
 def test_not_supported_yet_listener_kind_fails_check(kind, body, tmp_path, daemon):
     config = base_config(tmp_path)

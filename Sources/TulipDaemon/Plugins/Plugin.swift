@@ -39,10 +39,53 @@ public protocol Plugin {
 
 /// Makes the protocol objects of one listener.
 ///
-/// Called on the loop's thread.
+/// Called on the loop's thread. Stream listeners (`tcp`, `unix`) call ``makeStreamProtocol()``
+/// once per connection; datagram listeners (`udp`, `unix_datagram`) call
+/// ``makeDatagramProtocol()`` once per endpoint. A plugin's `supportedKinds` decides which the
+/// daemon calls, so a stream-only factory need not implement the datagram one.
 public protocol ProtocolFactory: Sendable {
     /// A new protocol object for one stream connection.
     func makeStreamProtocol() throws -> any StreamProtocol
+
+    /// A new protocol object for one datagram endpoint.
+    ///
+    /// The default throws: only plugins whose `supportedKinds` include `.udp` or `.unixDatagram`
+    /// are asked.
+    func makeDatagramProtocol() throws -> any DatagramProtocol
+}
+
+extension ProtocolFactory {
+    /// Throws: this factory serves streams only.
+    public func makeDatagramProtocol() throws -> any DatagramProtocol {
+        throw UnsupportedListenerKindError(message: "this plugin does not serve datagram listeners")
+    }
+}
+
+/// A factory asked for a kind of protocol object it does not make.
+public struct UnsupportedListenerKindError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public let message: String
+    public var description: String { self.message }
+}
+
+/// A ``ProtocolFactory`` from two closures: one for stream connections, one for datagram endpoints.
+public struct StreamAndDatagramProtocolFactory: ProtocolFactory {
+    private let makeStream: @Sendable () throws -> any StreamProtocol
+    private let makeDatagram: @Sendable () throws -> any DatagramProtocol
+
+    /// Wraps the closures, each called on the loop's thread.
+    public init(
+        stream: @escaping @Sendable () throws -> any StreamProtocol,
+        datagram: @escaping @Sendable () throws -> any DatagramProtocol
+    ) {
+        self.makeStream = stream
+        self.makeDatagram = datagram
+    }
+
+    /// Calls the stream closure.
+    public func makeStreamProtocol() throws -> any StreamProtocol { try self.makeStream() }
+    /// Calls the datagram closure.
+    public func makeDatagramProtocol() throws -> any DatagramProtocol { try self.makeDatagram() }
 }
 
 /// A ``ProtocolFactory`` from a closure.

@@ -31,7 +31,10 @@ public final class Daemon: @unchecked Sendable {
 
     private struct RunningListener {
         let plan: DaemonPlan.Listener
-        let server: Server
+        /// Stream listeners: the server.
+        let server: Server?
+        /// Datagram listeners: the endpoints, one per bound address.
+        let datagrams: DatagramEndpointGroup?
         let observer: ConnectionLogger
     }
 
@@ -68,7 +71,10 @@ public final class Daemon: @unchecked Sendable {
                 self.listeners.append(try await self.start(listener))
             }
         } catch {
-            for listener in self.listeners { listener.server.close() }
+            for listener in self.listeners {
+                listener.server?.close()
+                listener.datagrams?.abortAll()
+            }
             self.listeners = []
             throw error
         }
@@ -95,6 +101,9 @@ public final class Daemon: @unchecked Sendable {
         logger[metadataKey: "protocol"] = "\(listener.plugin.name)"
         let observer = ConnectionLogger(logger: logger)
         let factory = listener.factory
+        if configuration.endpoint.kind.isDatagram {
+            return try await self.startDatagram(listener, logger: logger, observer: observer)
+        }
         let server: Server
         let address: String
         do {
@@ -139,7 +148,59 @@ public final class Daemon: @unchecked Sendable {
         }
         let bound = server.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ")
         logger.info("listening", metadata: ["address": "\(bound.isEmpty ? address : bound)"])
-        return RunningListener(plan: listener, server: server, observer: observer)
+        return RunningListener(plan: listener, server: server, datagrams: nil, observer: observer)
+    }
+
+    /// Opens a datagram listener's endpoints: one per `udp` host (`0.0.0.0` when none is given),
+    /// or the `unix_datagram` path; each gets its own protocol object.
+    private func startDatagram(
+        _ listener: DaemonPlan.Listener,
+        logger: Logger,
+        observer: ConnectionLogger
+    ) async throws -> RunningListener {
+        let configuration = listener.configuration
+        let factory = listener.factory
+        let group = DatagramEndpointGroup(logger: logger)
+        let boundGroup = NIOLoopBound(group, eventLoop: self.loop.eventLoop)
+        let makeProtocol: @Sendable () throws -> any DatagramProtocol = {
+            boundGroup.value.observe(try factory.makeDatagramProtocol())
+        }
+        var address = Self.describe(configuration.endpoint)
+        var opened: [DatagramTransport] = []
+        do {
+            switch configuration.endpoint {
+            case .udp(let udp):
+                for host in udp.hosts.isEmpty ? ["0.0.0.0"] : udp.hosts {
+                    address = Self.describe(hosts: [host], port: udp.port)
+                    let (transport, _) = try await self.loop.createDatagramEndpoint(
+                        local: (host, udp.port),
+                        reusePort: udp.reusePort,
+                        allowBroadcast: udp.allowBroadcast,
+                        makeProtocol: makeProtocol
+                    )
+                    opened.append(transport)
+                }
+            case .unixDatagram(let unix):
+                let (transport, _) = try await self.loop.createDatagramEndpoint(
+                    localPath: unix.path,
+                    mode: unix.mode,
+                    cleanupSocket: true,
+                    makeProtocol: makeProtocol
+                )
+                opened.append(transport)
+            default:
+                preconditionFailure("startDatagram called for a stream listener")
+            }
+        } catch {
+            for transport in opened { transport.abort() }
+            let reason = (error as? TulipError)?.message ?? "\(error)"
+            self.logger.error(
+                "cannot start listener",
+                metadata: ["listener": "\(configuration.name)", "address": "\(address)", "error": "\(reason)"]
+            )
+            throw DaemonStartupError(listener: configuration.name, address: address, reason: reason)
+        }
+        return RunningListener(plan: listener, server: nil, datagrams: group, observer: observer)
     }
 
     // MARK: - Signals
@@ -188,8 +249,10 @@ public final class Daemon: @unchecked Sendable {
     private func beginDrain() {
         self.state = .draining
         for listener in self.listeners {
-            listener.server.close()
-            listener.server.requestClientShutdown()
+            listener.server?.close()
+            listener.server?.requestClientShutdown()
+            // Datagram endpoints have no connections to wait for: they close now, flushing.
+            listener.datagrams?.closeAll()
         }
         let (seconds, attoseconds) = self.plan.configuration.shutdown.gracePeriod.components
         let grace = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
@@ -197,18 +260,23 @@ public final class Daemon: @unchecked Sendable {
             self.timers.append(timer)
         }
         _ = try? self.loop.createTask { [self] in
-            for listener in self.listeners { await listener.server.waitClosed() }
+            for listener in self.listeners {
+                await listener.server?.waitClosed()
+                await listener.datagrams?.waitClosed()
+            }
             self.finish()
         }
     }
 
     private func graceExpired() {
         guard self.state == .draining else { return }
-        let open = self.listeners.reduce(0) { $0 + $1.observer.openConnections }
+        let open = self.listeners.reduce(0) {
+            $0 + $1.observer.openConnections + ($1.datagrams?.openEndpoints ?? 0)
+        }
         if open > 0 {
             self.logger.notice("grace period over; closing open connections", metadata: ["open": "\(open)"])
         }
-        for listener in self.listeners { listener.server.closeClients() }
+        for listener in self.listeners { listener.server?.closeClients() }
         if let timer = try? self.loop.callLater(Self.flushTimeout, { [self] in self.abortAll() }) {
             self.timers.append(timer)
         }
@@ -217,7 +285,10 @@ public final class Daemon: @unchecked Sendable {
     private func abortAll() {
         guard self.state == .draining else { return }
         self.state = .aborting
-        for listener in self.listeners { listener.server.abortClients() }
+        for listener in self.listeners {
+            listener.server?.abortClients()
+            listener.datagrams?.abortAll()
+        }
     }
 
     private func finish() {
@@ -235,6 +306,8 @@ public final class Daemon: @unchecked Sendable {
         switch endpoint {
         case .tcp(let tcp): return Self.describe(hosts: tcp.hosts, port: tcp.port)
         case .unix(let unix): return unix.path
+        case .udp(let udp): return Self.describe(hosts: udp.hosts.isEmpty ? ["0.0.0.0"] : udp.hosts, port: udp.port)
+        case .unixDatagram(let unix): return unix.path
         default: return "\(endpoint.kind)"
         }
     }
