@@ -17,13 +17,17 @@ import Musl
 /// the queue before closing and ``abort()`` drops it (DT-10). Receiving starts only after
 /// `connectionMade` returns, and ``pauseReading()`` takes effect at once (DT-11).
 ///
-/// - Important: Known limits of NIO 2.101's datagram reader, which this transport uses for
-///   receiving: a datagram from an *unnamed* unix socket (a sender that never bound) cannot be
-///   read — NIO fails the read and closes the channel, so the protocol gets
-///   ``BaseProtocol/connectionLost(error:)``; and a receive error other than `ECONNREFUSED`/`ENOMEM`
-///   (for example `EHOSTUNREACH` from an ICMP message on a connected socket) closes the channel
-///   too, after ``DatagramProtocol/errorReceived(_:)``. Sending never goes through NIO, so send
-///   errors are never fatal.
+/// Receiving goes through a NIO datagram channel over a *duplicate* of the socket, which the
+/// transport keeps. NIO 2.101 closes its channel when it cannot build a sender address — a
+/// datagram from an *unnamed* unix socket (a sender that never bound) — or on a receive error
+/// other than `ECONNREFUSED`/`ENOMEM` (for example `EHOSTUNREACH`). Neither ends the endpoint:
+/// the protocol gets ``DatagramProtocol/errorReceived(_:)`` (for an unnamed sender, a
+/// ``TulipError`` with code `socketError` and errno `EDESTADDRREQ`; that datagram, which could not
+/// be answered anyway, is dropped), and a new channel is registered on the same socket at once, so
+/// the bound address and the datagrams queued in the kernel survive (DT-6). Re-creations are
+/// rate-limited (``channelRestartBurst`` at once, then ``channelRestartsPerSecond``) and reported to
+/// the loop's exception handler at most once per ``channelRestartReportInterval``. Sending never
+/// goes through NIO, so send errors are never fatal.
 public final class DatagramTransport {
     /// The loop that owns this transport.
     public let loop: TulipLoop
@@ -41,6 +45,26 @@ public final class DatagramTransport {
     var onLost: ((DatagramTransport) -> Void)?
 
     private var context: ChannelHandlerContext?
+    /// Which NIO channel is current; a replaced channel's late events are ignored.
+    private(set) var generation = 0
+    /// Registers a new NIO channel (over a new duplicate of ``fileDescriptor``) for `generation`.
+    var makeChannel: ((Int) -> EventLoopFuture<Void>)?
+    /// NIO closed its channel on its own and a new one is being registered.
+    private var restarting = false
+    private var restartTokens = Double(DatagramTransport.channelRestartBurst)
+    private var restartTokensUpdated = NIODeadline.now()
+    private var restartsSinceReport = 0
+    private var lastRestartReport: NIODeadline?
+    /// The receive channel was re-created this many times after NIO closed it (DT-6).
+    public private(set) var channelRestarts: UInt64 = 0
+
+    /// Channel re-creations allowed back to back (DT-6).
+    public static let channelRestartBurst = 256
+    /// The sustained re-creation rate once the burst is spent; beyond it, re-creation waits, and
+    /// the datagrams stay queued in the kernel meanwhile.
+    public static let channelRestartsPerSecond = 1_000.0
+    /// How often, at most, re-creations are reported to the exception handler.
+    public static let channelRestartReportInterval = TimeAmount.seconds(10)
     private var protocolObject: (any DatagramProtocol)?
     private var callbacks = ProtocolCallbackStateMachine()
 
@@ -202,7 +226,7 @@ public final class DatagramTransport {
         } else {
             throw TulipError.invalidArgument("sendto() needs an address: the endpoint is not connected")
         }
-        guard self.context != nil, !self.isClosing else {
+        guard self.context != nil || self.restarting, !self.isClosing else {
             self.droppedDatagrams += 1
             return
         }
@@ -278,7 +302,7 @@ public final class DatagramTransport {
     /// tries again a millisecond later.
     private func sendQueued() {
         while !self.retryScheduled, let first = self.queue.first {
-            guard let context = self.context, !self.channelGone, !self.aborted else { return }
+            guard !self.channelGone, !self.aborted else { return }
             let destination = first.address ?? self.remoteAddress!  // invariant: queued unaddressed only when connected
             switch self.sendNow(first.data, to: destination) {
             case .sent:
@@ -292,7 +316,7 @@ public final class DatagramTransport {
                 // the queue retries on a short timer instead, which costs nothing while the
                 // kernel keeps up.
                 self.retryScheduled = true
-                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) { [self] in
+                self.loop.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) { [self] in
                     self.retryScheduled = false
                     self.sendQueued()
                 }
@@ -300,7 +324,7 @@ public final class DatagramTransport {
             }
         }
         if self.queue.isEmpty && self.closing && !self.channelGone {
-            self.context?.close(promise: nil)
+            self.closeChannel()
         }
     }
 
@@ -381,7 +405,7 @@ public final class DatagramTransport {
         self.heldReads.removeAll()
         self.updateAutoRead()
         if self.queue.isEmpty && !self.retryScheduled && !self.channelGone {
-            self.context?.close(promise: nil)
+            self.closeChannel()
         }
     }
 
@@ -395,7 +419,14 @@ public final class DatagramTransport {
         self.heldReads.removeAll()
         self.queue.removeAll()
         self.queuedBytes = 0
-        guard !self.channelGone, let context = self.context else { return }
+        guard !self.channelGone else { return }
+        self.closeChannel()
+    }
+
+    /// Closes the current NIO channel; `channelInactive` finishes the endpoint. Between channels
+    /// (a re-creation in flight) the endpoint finishes when the re-creation sees `closing`.
+    private func closeChannel() {
+        guard !self.restarting, let context = self.context else { return }
         context.close(promise: nil)
     }
 }
@@ -407,7 +438,8 @@ extension DatagramTransport: Sendable {}
 // MARK: - Events from DatagramChannelHandler
 
 extension DatagramTransport {
-    func setContext(_ context: ChannelHandlerContext) {
+    func setContext(_ context: ChannelHandlerContext, generation: Int) {
+        guard generation == self.generation else { return }
         self.context = context
     }
 
@@ -446,14 +478,103 @@ extension DatagramTransport {
     /// NIO reports a receive error it survives (`ECONNREFUSED`) or one it closes the channel for;
     /// either way the protocol hears of it through `errorReceived` (DT-6).
     func errorCaught(_ error: any Error) {
-        let normalized = Self.normalize(error)
+        let normalized: any Error
+        if error is SocketAddressError {
+            // NIO could not make a SocketAddress of the sender: an unnamed unix socket.
+            normalized = TulipError.make(
+                .socketError,
+                "[Errno \(EDESTADDRREQ)] datagram from an unnamed socket dropped: it has no address to answer",
+                errno: EDESTADDRREQ
+            )
+        } else {
+            normalized = Self.normalize(error)
+        }
         self.lastChannelError = normalized
         self.reportError(normalized)
     }
 
-    func channelInactive() {
+    func channelInactive(generation: Int) {
+        guard generation == self.generation, !self.channelGone else { return }
+        self.context = nil
+        self.autoReadEnabled = false
+        if self.closing || self.makeChannel == nil {
+            self.finish()
+        } else {
+            // NIO closed the channel on its own (DT-6): keep the endpoint, make a new channel.
+            if self.lastChannelError == nil {
+                self.reportError(Self.socketError(EIO))
+            }
+            self.lastChannelError = nil
+            self.restarting = true
+            self.generation += 1
+            self.scheduleRestart()
+        }
+    }
+
+    private func scheduleRestart() {
+        let now = NIODeadline.now()
+        let elapsed = Double((now - self.restartTokensUpdated).nanoseconds) / 1e9
+        self.restartTokens = min(
+            Double(Self.channelRestartBurst),
+            self.restartTokens + elapsed * Self.channelRestartsPerSecond
+        )
+        self.restartTokensUpdated = now
+        if self.restartTokens >= 1 {
+            self.restartTokens -= 1
+            self.restartChannel()
+        } else {
+            let wait = (1 - self.restartTokens) / Self.channelRestartsPerSecond
+            self.loop.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(wait * 1e9) + 1)) { [self] in
+                self.scheduleRestart()
+            }
+        }
+    }
+
+    private func restartChannel() {
+        guard !self.closing, let makeChannel = self.makeChannel else {
+            self.restarting = false
+            self.finish()
+            return
+        }
+        self.channelRestarts &+= 1
+        self.restartsSinceReport += 1
+        let now = NIODeadline.now()
+        if self.lastRestartReport.map({ now - $0 >= Self.channelRestartReportInterval }) ?? true {
+            self.loop.callExceptionHandler(
+                ExceptionContext(
+                    message:
+                        "datagram endpoint \(self.connectionID): NIO closed the receive channel \(self.restartsSinceReport) time(s); re-created on the same socket"
+                )
+            )
+            self.lastRestartReport = now
+            self.restartsSinceReport = 0
+        }
+        let generation = self.generation
+        makeChannel(generation).assumeIsolated().whenComplete { [self] outcome in
+            guard generation == self.generation else { return }
+            self.restarting = false
+            switch outcome {
+            case .success:
+                if self.closing {
+                    if self.queue.isEmpty && !self.retryScheduled || self.aborted { self.closeChannel() }
+                } else if !self.heldReads.isEmpty {
+                    self.scheduleHeldDelivery()
+                } else {
+                    self.updateAutoRead()
+                }
+            case .failure(let error):
+                if self.lostError == nil { self.lostError = error }
+                self.finish()
+            }
+        }
+    }
+
+    /// The endpoint is over: closes the socket and schedules `connectionLost`.
+    private func finish() {
         guard !self.channelGone else { return }
         self.channelGone = true
+        self.context = nil
+        Glibc.close(self.fileDescriptor)
         if !self.closing, self.lostError == nil { self.lostError = self.lastChannelError }
         self.heldReads.removeAll()
         self.queue.removeAll()
@@ -470,6 +591,7 @@ extension DatagramTransport {
         self.loop.unregister(self)
         self.onLost?(self)
         self.onLost = nil
+        self.makeChannel = nil
         self.protocolObject = nil
         self.context = nil
     }

@@ -222,26 +222,46 @@ extension TulipLoop {
                 isConnected: connected
             )
             transport.unixFile = unixFile
-            let handler = NIOLoopBound(DatagramChannelHandler(transport: transport), eventLoop: self.eventLoop)
             // DT-8: one read holds a whole datagram (UDP's largest; 256 KiB for unix, as asyncio).
             let capacity = isUnix ? 262_144 : 65_536
-            let bootstrap = DatagramBootstrap(group: self.eventLoop)
-                .channelOption(.autoRead, value: false)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: capacity))
-                .channelOption(.maxMessagesPerRead, value: 16)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(handler.value)
-                    }
+            // NIO's reader keeps one sender-address buffer across the messages of one read loop
+            // and leaves it untouched for a sender without an address, so with more than one
+            // message per read a datagram from an unnamed unix socket would be attributed to the
+            // previous sender (and a longer path truncated to the previous one's length).
+            let messagesPerRead = isUnix ? 1 : 16
+            let loop = self
+            // NIO owns (and closes) a duplicate of the socket; the transport keeps `fd`, so an
+            // unexpected channel close (an unnamed sender, a fatal-to-NIO receive error) leaves the
+            // socket, its bound path and its queued datagrams intact for a new channel (DT-6).
+            transport.makeChannel = { generation in
+                let channelFD = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                guard channelFD >= 0 else {
+                    return loop.eventLoop.makeFailedFuture(DatagramTransport.socketError(errno))
                 }
+                let handler = NIOLoopBound(
+                    DatagramChannelHandler(transport: transport, generation: generation),
+                    eventLoop: loop.eventLoop
+                )
+                let bootstrap = DatagramBootstrap(group: loop.eventLoop)
+                    .channelOption(.autoRead, value: false)
+                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: capacity))
+                    .channelOption(.maxMessagesPerRead, value: UInt(messagesPerRead))
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(handler.value)
+                        }
+                    }
+                return bootstrap.withBoundSocket(channelFD).map { _ in () }
+            }
             let result = self.eventLoop.makePromise(of: EndpointBox.self)
-            bootstrap.withBoundSocket(fd).assumeIsolated().whenComplete { outcome in
+            transport.makeChannel!(transport.generation).assumeIsolated().whenComplete { outcome in
                 switch outcome {
                 case .success:
                     transport.start {
                         result.succeed(EndpointBox(transport: transport, protocolObject: protocolObject))
                     }
                 case .failure(let error):
+                    Glibc.close(fd)
                     result.fail(error)
                 }
             }

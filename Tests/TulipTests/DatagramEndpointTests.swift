@@ -288,6 +288,159 @@ struct DatagramEndpointTests {
         }
     }
 
+    /// Descriptors of this process that refer to the socket behind `fd` (its inode), so that
+    /// other tests running in parallel do not disturb the count.
+    private static func descriptorsSharingSocket(of fd: CInt) -> Int {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return 0 }
+        return Self.descriptorsForSocketInode(UInt64(info.st_ino))
+    }
+
+    private static func descriptorsForSocketInode(_ inode: UInt64) -> Int {
+        guard let directory = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(directory) }
+        var count = 0
+        var buffer = [CChar](repeating: 0, count: 256)
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            guard name != ".", name != ".." else { continue }
+            let length = readlink("/proc/self/fd/" + name, &buffer, buffer.count - 1)
+            guard length > 0 else { continue }
+            buffer[length] = 0
+            if String(cString: buffer) == "socket:[\(inode)]" { count += 1 }
+        }
+        return count
+    }
+
+    /// Sends `bytes` from `fd` to the unix datagram socket at `path` without blocking the loop:
+    /// a full receive queue is waited out with short sleeps.
+    private static func sendUnix(_ fd: CInt, _ bytes: [UInt8], to path: String, _ loop: TulipLoop) async throws {
+        let address = try SocketAddress(unixDomainSocketPath: path)
+        while true {
+            let result = address.withSockAddr { pointer, length in
+                bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT), pointer, socklen_t(length)) }
+            }
+            if result >= 0 { return }
+            guard errno == EAGAIN || errno == EWOULDBLOCK else {
+                throw TulipError.make(.socketError, "sendto: \(errno)", errno: errno)
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    private static func unixClient(boundAt path: String? = nil) throws -> CInt {
+        let fd = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TulipError.make(.socketError, "socket", errno: errno) }
+        if let path {
+            _ = try SocketAddress(unixDomainSocketPath: path).withSockAddr { bind(fd, $0, socklen_t($1)) }
+        }
+        return fd
+    }
+
+    private static func receive(_ fd: CInt) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT)) }
+        return count >= 0 ? Array(buffer[0..<count]) : nil
+    }
+
+    /// DT-6: a datagram from an unnamed (never bound) unix socket used to make NIO close the
+    /// channel — one datagram shut a unix datagram listener down. Now it is an `errorReceived`
+    /// and the endpoint keeps serving on the same socket.
+    @Test func dt6UnnamedUnixSenderNeitherClosesNorMisattributes() async throws {
+        let directory = temporaryDirectory()
+        let path = directory + "/echo.sock"
+        let clientPath = directory + "/client.sock"
+        try await withLoop { loop in
+            loop.setExceptionHandler { _ in }
+            try loop.runUntilComplete {
+                let (receiver, rpAny) = try await loop.createDatagramEndpoint(localPath: path) {
+                    RecordingDatagramProtocol()
+                }
+                let rp = rpAny as! RecordingDatagramProtocol
+                rp.onDatagram = { data, from, transport in try transport.sendto(data, to: from) }
+                let unnamed = try Self.unixClient()
+                let named = try Self.unixClient(boundAt: clientPath)
+                defer {
+                    close(unnamed)
+                    close(named)
+                }
+                try await Self.sendUnix(unnamed, Array("anonymous".utf8), to: path, loop)
+                try await eventually(loop) { rp.errors.count == 1 }
+                #expect((rp.errors[0] as? TulipError)?.errno == EDESTADDRREQ)
+                #expect(!receiver.isClosing && receiver.isReading)
+                // A named datagram followed at once by an unnamed one: the unnamed one is never
+                // attributed to the named sender.
+                try await Self.sendUnix(named, Array("ping".utf8), to: path, loop)
+                try await Self.sendUnix(unnamed, Array("anonymous".utf8), to: path, loop)
+                try await Self.sendUnix(named, Array("pong".utf8), to: path, loop)
+                var answers: [[UInt8]] = []
+                try await eventually(loop) {
+                    while let answer = Self.receive(named) { answers.append(answer) }
+                    return answers.count == 2
+                }
+                #expect(answers == [Array("ping".utf8), Array("pong".utf8)])
+                #expect(rp.datagrams.map(\.bytes) == [Array("ping".utf8), Array("pong".utf8)])
+                try await eventually(loop) { rp.errors.count == 2 }
+                #expect(!rp.events.contains("lost"))
+                #expect(receiver.channelRestarts == 2)
+                receiver.close()
+                try await eventually(loop) { rp.events.last == "lost" }
+                #expect(rp.lostError == nil)
+            }
+        }
+        unlink(clientPath)
+        rmdir(directory)
+    }
+
+    /// DT-6: a thousand unnamed datagrams in a row leave the endpoint serving, with exactly the
+    /// descriptors it had (the socket and NIO's duplicate); closing still closes them all.
+    @Test func dt6AThousandUnnamedUnixDatagramsLeaveTheEndpointServingWithBoundedDescriptors() async throws {
+        let directory = temporaryDirectory()
+        let path = directory + "/echo.sock"
+        let clientPath = directory + "/client.sock"
+        try await withLoop { loop in
+            loop.setExceptionHandler { _ in }
+            try loop.runUntilComplete {
+                let (receiver, rpAny) = try await loop.createDatagramEndpoint(localPath: path) {
+                    RecordingDatagramProtocol()
+                }
+                let rp = rpAny as! RecordingDatagramProtocol
+                rp.onDatagram = { data, from, transport in try transport.sendto(data, to: from) }
+                var info = stat()
+                fstat(receiver.fileDescriptor, &info)
+                let inode = UInt64(info.st_ino)
+                let before = Self.descriptorsSharingSocket(of: receiver.fileDescriptor)
+                #expect(before == 2)
+                let unnamed = try Self.unixClient()
+                let named = try Self.unixClient(boundAt: clientPath)
+                defer {
+                    close(unnamed)
+                    close(named)
+                }
+                for index in 0..<1_000 {
+                    try await Self.sendUnix(unnamed, [UInt8(truncatingIfNeeded: index)], to: path, loop)
+                }
+                try await eventually(loop, timeout: .seconds(30)) { rp.errors.count == 1_000 }
+                #expect(!receiver.isClosing)
+                #expect(rp.datagrams.isEmpty)
+                try await Self.sendUnix(named, Array("still here".utf8), to: path, loop)
+                var answer: [UInt8]?
+                try await eventually(loop) {
+                    answer = Self.receive(named)
+                    return answer != nil
+                }
+                #expect(answer == Array("still here".utf8))
+                #expect(Self.descriptorsSharingSocket(of: receiver.fileDescriptor) == before)
+                #expect(!rp.events.contains("lost"))
+                receiver.close()
+                try await eventually(loop) { rp.events.last == "lost" }
+                #expect(Self.descriptorsForSocketInode(inode) == 0)
+            }
+        }
+        unlink(clientPath)
+        rmdir(directory)
+    }
+
     @Test func dt7AThrowingCallbackIsFatal() async throws {
         struct Boom: Error {}
         try await withLoop { loop in
@@ -307,7 +460,6 @@ struct DatagramEndpointTests {
     @Test func dt10CloseFlushesQueuedDatagramsAndFc8CountsEightBytesEach() async throws {
         let directory = temporaryDirectory()
         let path = directory + "/receiver.sock"
-        // Named: NIO cannot read a datagram from an unnamed unix sender (see DatagramTransport).
         let senderPath = directory + "/sender.sock"
         try await withLoop { loop in
             try loop.runUntilComplete {
