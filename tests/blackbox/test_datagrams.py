@@ -136,6 +136,26 @@ def test_unix_datagram_echo_of_10000_mixed_datagrams(daemon, short_tmp):
     assert not path.exists(), "the socket file is removed on close"
 
 
+def test_unix_datagram_from_an_unnamed_socket_does_not_close_the_listener(daemon, short_tmp):
+    """DT-6: one datagram from an unbound unix socket used to close the listener (NIO cannot
+    build its sender address). Now it is dropped and the listener keeps serving."""
+    path = short_tmp / "echo.dgram"
+    start(daemon, dgram_listener("echo-dgram", "echo", path, {"rate_limit": None}))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unnamed:
+        for i in range(200):
+            unnamed.sendto(b"anonymous %d" % i, str(path))
+    with unix_client(short_tmp) as s:
+        s.sendto(b"hello", str(path))
+        assert s.recv(100) == b"hello"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unnamed:
+            unnamed.sendto(b"anonymous", str(path))
+        s.sendto(b"again", str(path))
+        assert s.recv(100) == b"again"
+    daemon.assert_alive()
+    assert "endpoint closed" not in daemon.stderr_text
+    assert path.exists()
+
+
 def test_the_rate_limit_drops_replies_above_the_burst_by_default(daemon):
     port = free_udp_port()
     start(daemon, udp_listener("echo-udp", "echo", port))
