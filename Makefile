@@ -44,6 +44,7 @@ lint:
 bench:
 	Benchmarks/scripts/check-allocations.sh
 	Benchmarks/scripts/bench-echo.sh
+	Benchmarks/scripts/bench-udp.sh && Benchmarks/scripts/bench-files.sh --skip-build
 
 clean:
 	rm -rf .build Benchmarks/.build

@@ -6,8 +6,9 @@ import PackageDescription
 //
 // Two kinds of target live here:
 //
-// - The echo harness (`EchoLoad`, `RawEchoServer`, driven by `scripts/bench-echo.sh`) depends on
-//   SwiftNIO only: it measures the *built `tulipd` binary* over real sockets.
+// - The echo harness (`EchoLoad`, `RawEchoServer`, driven by `scripts/bench-echo.sh`; `UDPEchoLoad`,
+//   `RawUDPEchoServer`, driven by `scripts/bench-udp.sh`) depends on SwiftNIO only: it measures the
+//   *built `tulipd` binary* over real sockets.
 // - ordo-one/benchmark targets (`Benchmarks/<Target>`, run with `swift package benchmark`)
 //   measure Tulip's modules in process; CI gates them on `mallocCountTotal` only, against
 //   `Thresholds/<swift-version>/` (`scripts/check-allocations.sh`).
@@ -36,6 +37,8 @@ let package = Package(
     products: [
         .executable(name: "EchoLoad", targets: ["EchoLoad"]),
         .executable(name: "RawEchoServer", targets: ["RawEchoServer"]),
+        .executable(name: "UDPEchoLoad", targets: ["UDPEchoLoad"]),
+        .executable(name: "RawUDPEchoServer", targets: ["RawUDPEchoServer"]),
     ],
     dependencies: [
         .package(path: "../"),
@@ -48,14 +51,29 @@ let package = Package(
     targets: [
         // MARK: - Echo harness (real sockets)
 
+        // What the load clients share: another process's CPU time from /proc, sleeping to a deadline.
+        .target(
+            name: "BenchSupport",
+            dependencies: [nioCore]
+        ),
         // Load client: N ping-pong connections, prints one JSON line.
         .executableTarget(
             name: "EchoLoad",
-            dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, argumentParser]
+            dependencies: ["BenchSupport", nioCore, nioPosix, nioConcurrencyHelpers, argumentParser]
         ),
         // The yardstick: a minimal raw SwiftNIO echo server on one event loop thread.
         .executableTarget(
             name: "RawEchoServer",
+            dependencies: [nioCore, nioPosix, argumentParser]
+        ),
+        // UDP load client: N connected datagram sockets, ping-pong with a loss timeout, one JSON line.
+        .executableTarget(
+            name: "UDPEchoLoad",
+            dependencies: ["BenchSupport", nioCore, nioPosix, nioConcurrencyHelpers, argumentParser]
+        ),
+        // The UDP yardstick: a minimal raw SwiftNIO datagram echo server on one event loop thread.
+        .executableTarget(
+            name: "RawUDPEchoServer",
             dependencies: [nioCore, nioPosix, argumentParser]
         ),
 

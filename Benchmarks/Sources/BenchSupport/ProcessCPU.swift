@@ -6,21 +6,28 @@ import Glibc
 import Darwin
 #endif
 
+/// Shared by the load clients (`EchoLoad`, `UDPEchoLoad`).
+///
 /// CPU time of another process, read from Linux's `/proc/PID/stat`.
-enum ProcessCPU {
+public enum ProcessCPU {
     /// Clock ticks per second, the unit of `/proc/PID/stat` times (`sysconf(_SC_CLK_TCK)`).
-    static var ticksPerSecond: Int {
+    public static var ticksPerSecond: Int {
         Int(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// User and system time of every thread of a process, in clock ticks.
-    struct Ticks: Sendable {
+    public struct Ticks: Sendable {
         /// Field 14, `utime`.
-        var user: UInt64
+        public var user: UInt64
         /// Field 15, `stime`.
-        var system: UInt64
+        public var system: UInt64
 
-        static func - (lhs: Ticks, rhs: Ticks) -> Ticks {
+        public init(user: UInt64, system: UInt64) {
+            self.user = user
+            self.system = system
+        }
+
+        public static func - (lhs: Ticks, rhs: Ticks) -> Ticks {
             Ticks(user: lhs.user &- rhs.user, system: lhs.system &- rhs.system)
         }
     }
@@ -28,7 +35,7 @@ enum ProcessCPU {
     /// User and system time of every thread of `pid`, from `/proc/PID/stat` fields 14 and 15.
     ///
     /// Returns nil when the file cannot be read: the process is gone, or this is not Linux.
-    static func ticks(pid: Int32) -> Ticks? {
+    public static func ticks(pid: Int32) -> Ticks? {
         guard let file = fopen("/proc/\(pid)/stat", "r") else { return nil }
         defer { fclose(file) }
         var bytes = [UInt8](repeating: 0, count: 4096)
@@ -45,7 +52,7 @@ enum ProcessCPU {
     }
 
     /// This process's own user plus system CPU time so far, in seconds (`getrusage(RUSAGE_SELF)`).
-    static func selfSeconds() -> Double {
+    public static func selfSeconds() -> Double {
         var usage = rusage()
         #if canImport(Glibc)
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -59,7 +66,7 @@ enum ProcessCPU {
 }
 
 /// Blocks the calling thread until `deadline` (monotonic, as ``NIODeadline``).
-func sleep(until deadline: NIODeadline) {
+public func sleep(until deadline: NIODeadline) {
     while true {
         let now = NIODeadline.now()
         if now >= deadline { return }
