@@ -3,7 +3,7 @@ import NIOCore
 import Tulip
 
 /// The datagram side of the built-ins: each request gets at most one reply, made by a closure,
-/// sent back to the request's source, subject to the per-source rate limit.
+/// sent back to the request's source, subject to the per-source-host rate limit.
 ///
 /// The limit is the reflection guard: a UDP request's source can be spoofed, so without it the
 /// daemon would amplify floods at a victim. Requests over the limit are dropped silently and
@@ -13,7 +13,7 @@ public final class DatagramReplyProtocol: DatagramProtocol {
     public typealias Reply = (_ request: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer?
 
     private let reply: Reply
-    private var buckets: TokenBucketTable<SocketAddress>?
+    private var buckets: TokenBucketTable<ReplySource>?
     private let logger: Logger?
     private var transport: DatagramTransport?
 
@@ -32,8 +32,9 @@ public final class DatagramReplyProtocol: DatagramProtocol {
     }
 
     public func datagramReceived(_ data: ByteBuffer, from address: SocketAddress) throws {
-        guard let transport = self.transport, let response = self.reply(data, transport.allocator) else { return }
-        if self.buckets != nil, !self.buckets!.allow(address, now: .now()) {
+        guard let transport = self.transport else { return }
+        // The bucket is checked before the reply is made, so a flood costs no reply work.
+        if self.buckets != nil, !self.buckets!.allow(ReplySource(address), now: .now()) {
             self.droppedReplies += 1
             self.logger?.debug(
                 "reply dropped by rate limit",
@@ -41,6 +42,7 @@ public final class DatagramReplyProtocol: DatagramProtocol {
             )
             return
         }
+        guard let response = self.reply(data, transport.allocator) else { return }
         // Only an address mismatch on a connected endpoint throws; these endpoints are unconnected.
         try? transport.sendto(response, to: address)
     }

@@ -91,3 +91,19 @@ struct BuiltinPluginTests {
         }
     }
 }
+
+struct ReplySourceTests {
+    @Test func theRateLimitKeyIgnoresThePortButNotTheHost() throws {
+        let a1 = ReplySource(try SocketAddress(ipAddress: "10.1.2.3", port: 1000))
+        let a2 = ReplySource(try SocketAddress(ipAddress: "10.1.2.3", port: 2000))
+        let b = ReplySource(try SocketAddress(ipAddress: "10.1.2.4", port: 1000))
+        let v6a = ReplySource(try SocketAddress(ipAddress: "2001:db8::1", port: 1))
+        let v6b = ReplySource(try SocketAddress(ipAddress: "2001:db8::1", port: 2))
+        let v6c = ReplySource(try SocketAddress(ipAddress: "2001:db8::2", port: 1))
+        #expect(a1 == a2)
+        #expect(a1 != b)
+        #expect(v6a == v6b)
+        #expect(v6a != v6c)
+        #expect(ReplySource(try SocketAddress(unixDomainSocketPath: "/tmp/a")) != ReplySource(try SocketAddress(unixDomainSocketPath: "/tmp/b")))
+    }
+}
