@@ -63,29 +63,39 @@ extension TulipLoop {
         return (transport, adapter.target)
     }
 
-    /// Serves one stream protocol over a pair of pipe descriptors: data read from `readFileDescriptor`
+    /// Serves one stream protocol over pipe descriptors: data read from `readFileDescriptor`
     /// reaches the protocol, and what it writes goes to `writeFileDescriptor` (a Tulip addition,
-    /// used by the daemon's `pipe` listener).
+    /// used by the daemon's `pipe` listener). At least one must be given.
     ///
-    /// Stream semantics apply (ARCHITECTURE §3): EOF on the read side calls `eofReceived()`, whose
-    /// `false` closes both descriptors. The transport owns both descriptors, which must differ.
-    /// Call it from a task on the loop.
+    /// With both, stream semantics apply (ARCHITECTURE §3): EOF on the read side calls
+    /// `eofReceived()`, whose `false` closes both descriptors. With a read side only, writes are
+    /// dropped and EOF always closes (RP-3); with a write side only, nothing is read and a reader
+    /// that goes away ends the connection (WP-8). The transport owns the descriptors, which must
+    /// differ. Call it from a task on the loop.
     /// - Returns: the transport, once `connectionMade` has returned (PR-2).
     public func connectPipes(
-        readFileDescriptor: CInt,
-        writeFileDescriptor: CInt,
+        readFileDescriptor: CInt?,
+        writeFileDescriptor: CInt?,
         observer: (any ConnectionObserver)? = nil,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> ChannelTransport {
-        try Self.checkPipeDescriptor(readFileDescriptor, message: "Pipe transport is for pipes/sockets only.")
-        try Self.checkPipeDescriptor(
-            writeFileDescriptor,
-            message: "Pipe transport is only for pipes, sockets and character devices"
-        )
+        if let fd = readFileDescriptor {
+            try Self.checkPipeDescriptor(fd, message: "Pipe transport is for pipes/sockets only.")
+        }
+        if let fd = writeFileDescriptor {
+            try Self.checkPipeDescriptor(fd, message: "Pipe transport is only for pipes, sockets and character devices")
+        }
+        let role: ChannelTransport.PipeRole
+        switch (readFileDescriptor, writeFileDescriptor) {
+        case (.some, .some): role = .none
+        case (.some, nil): role = .read
+        case (nil, .some): role = .write
+        case (nil, nil): throw TulipError.invalidArgument("a pipe needs a descriptor")
+        }
         return try await self.connectPipeChannel(
             input: readFileDescriptor,
             output: writeFileDescriptor,
-            role: .none,
+            role: role,
             observer: observer,
             makeProtocol: makeProtocol
         ).transport

@@ -7,7 +7,7 @@ public struct DiscardPlugin: Plugin {
     public typealias Options = NoOptions
     public static let name = "discard"
     public static let summary = "RFC 863 discard: reads and drops everything"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .pipe]
 
     public static func makeProtocolFactory(options: NoOptions, context: PluginContext) throws -> any ProtocolFactory {
         StreamProtocolFactory { DiscardProtocol() }

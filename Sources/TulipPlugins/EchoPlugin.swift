@@ -11,7 +11,7 @@ public struct EchoPlugin: Plugin {
     public typealias Options = NoOptions
     public static let name = "echo"
     public static let summary = "RFC 862 echo: sends back every byte it receives"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .pipe]
 
     public static func makeProtocolFactory(options: NoOptions, context: PluginContext) throws -> any ProtocolFactory {
         StreamProtocolFactory { EchoProtocol() }

@@ -31,7 +31,7 @@ public final class Daemon: @unchecked Sendable {
 
     private struct RunningListener {
         let plan: DaemonPlan.Listener
-        let server: Server
+        let server: any ServingListener
         let observer: ConnectionLogger
     }
 
@@ -89,16 +89,28 @@ public final class Daemon: @unchecked Sendable {
     // MARK: - Listeners
 
     private func start(_ listener: DaemonPlan.Listener) async throws -> RunningListener {
+        let plan = listener
         let configuration = listener.configuration
         var logger = self.logger
         logger[metadataKey: "listener"] = "\(configuration.name)"
         logger[metadataKey: "protocol"] = "\(listener.plugin.name)"
         let observer = ConnectionLogger(logger: logger)
         let factory = listener.factory
-        let server: Server
+        let server: any ServingListener
         let address: String
         do {
             switch configuration.endpoint {
+            case .pipe(let pipe):
+                let listener = PipeListener(
+                    name: configuration.name,
+                    endpoint: pipe,
+                    loop: self.loop,
+                    logger: observer,
+                    makeProtocol: { try factory.makeStreamProtocol() }
+                )
+                try await listener.start()
+                logger.info("listening", metadata: ["address": "\(listener.address)"])
+                return RunningListener(plan: plan, server: listener, observer: observer)
             case .tcp(let tcp):
                 address = Self.describe(hosts: tcp.hosts, port: tcp.port)
                 server = try await self.loop.createServer(
@@ -137,7 +149,7 @@ public final class Daemon: @unchecked Sendable {
             )
             throw DaemonStartupError(listener: configuration.name, address: address, reason: error.message)
         }
-        let bound = server.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ")
+        let bound = (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ") ?? ""
         logger.info("listening", metadata: ["address": "\(bound.isEmpty ? address : bound)"])
         return RunningListener(plan: listener, server: server, observer: observer)
     }
@@ -235,6 +247,7 @@ public final class Daemon: @unchecked Sendable {
         switch endpoint {
         case .tcp(let tcp): return Self.describe(hosts: tcp.hosts, port: tcp.port)
         case .unix(let unix): return unix.path
+        case .pipe(let pipe): return "\(pipe.readPath ?? "-") -> \(pipe.writePath ?? "-")"
         default: return "\(endpoint.kind)"
         }
     }
@@ -245,3 +258,20 @@ public final class Daemon: @unchecked Sendable {
         return list.map { $0.contains(":") ? "[\($0)]:\(port)" : "\($0):\(port)" }.joined(separator: ", ")
     }
 }
+
+/// What the daemon drains: a stream ``Server`` or a ``PipeListener``. Loop thread.
+protocol ServingListener: AnyObject {
+    /// Stops accepting; live connections go on.
+    func close()
+    /// Tells every connection's protocol that the daemon is draining.
+    func requestClientShutdown()
+    /// Closes every connection, flushing.
+    func closeClients()
+    /// Aborts every connection.
+    func abortClients()
+    /// Returns once closed with no connection left.
+    func waitClosed() async
+}
+
+extension Server: ServingListener {}
+extension PipeListener: ServingListener {}
