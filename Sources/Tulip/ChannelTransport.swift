@@ -1,5 +1,11 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The transport of a stream connection: how a protocol object writes, closes and applies
 /// back-pressure (asyncio's socket transport, ASYNCIO-SPEC §15).
 ///
@@ -26,6 +32,20 @@ public final class ChannelTransport {
     private var callbacks = ProtocolCallbackStateMachine()
     weak var observer: (any ConnectionObserver)?
     var onLost: ((ChannelTransport) -> Void)?
+
+    /// Which side of a pipe this transport serves, if it serves one (ASYNCIO-SPEC §17).
+    enum PipeRole {
+        /// A socket, or a pipe channel with both an input and an output: stream semantics.
+        case none
+        /// Input only: EOF always closes (RP-3), writes are dropped.
+        case read
+        /// Output only: NIO's synthetic input closure is ignored, and a reader that goes away
+        /// while data is queued ends with a broken-pipe error (WP-8).
+        case write
+    }
+    var pipeRole = PipeRole.none
+    private var queuedDataMarkerArmed = false
+    private var queuedDataDiscarded = false
 
     // Reading.
     private var wantsReading = true
@@ -192,7 +212,8 @@ public final class ChannelTransport {
             self.fail(error, callback: "eof_received")
             return
         }
-        if !keepOpen { self.close() }
+        // RP-3: a read pipe closes after EOF whatever eofReceived returned.
+        if !keepOpen || self.pipeRole == .read { self.close() }
     }
 
     /// PR-6: a failing callback is fatal to the connection; the write buffer is discarded.
@@ -219,7 +240,7 @@ public final class ChannelTransport {
         guard count > 0 else { return }
         if self.eofWritten { throw TulipError.make(.writeAfterEOF, "Cannot call write() after write_eof()") }
         if self.sendfileMode == .native { throw Self.sendfileInProgress() }
-        guard let context = self.context, !self.channelGone, !self.aborted else {
+        guard let context = self.context, !self.channelGone, !self.aborted, self.pipeRole != .read else {
             self.droppedWrites += 1
             return
         }
@@ -233,7 +254,27 @@ public final class ChannelTransport {
             self.unflushedBytes = 0
             context.flush()
         }
+        if self.pipeRole == .write { self.trackQueuedData() }
         self.evaluatePause()
+    }
+
+    /// WP-8: while data is queued, an empty marker write is pending behind it; NIO fails it if the
+    /// channel closes first (the reader went away), which ``channelInactive()`` turns into a
+    /// broken-pipe error.
+    private func trackQueuedData() {
+        guard !self.queuedDataMarkerArmed, let context = self.context, !self.channelGone,
+            self.writeBufferSize > 0
+        else { return }
+        self.queuedDataMarkerArmed = true
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        promise.futureResult.assumeIsolated().whenComplete { [self] result in
+            self.queuedDataMarkerArmed = false
+            switch result {
+            case .success: self.trackQueuedData()
+            case .failure: self.queuedDataDiscarded = true
+            }
+        }
     }
 
     /// Queues the bytes of `bytes` (copied into a new buffer).
@@ -525,7 +566,8 @@ extension ChannelTransport {
     }
 
     func inputClosed() {
-        guard !self.isClosing else { return }
+        // A write pipe has no input: NIO closes it at once, which is no EOF.
+        guard !self.isClosing, self.pipeRole != .write else { return }
         if self.mayDeliverNow && self.heldReads.isEmpty && !self.deliveryScheduled {
             self.deliverEOF()
             self.flushIfNeeded()
@@ -556,9 +598,24 @@ extension ChannelTransport {
     func channelInactive() {
         guard !self.channelGone else { return }
         self.channelGone = true
-        self.heldReads.removeAll()
+        if self.pipeRole == .write, self.lostError == nil, !self.aborted, self.queuedDataDiscarded {
+            self.lostError = IOError(errnoCode: EPIPE, reason: "Broken pipe")
+        }
         self.runWritableWaiters()  // a waiting fallback sendfile sees `isClosing` and stops
-        self.loop.callSoonInternal { [self] in self.deliverConnectionLost() }
+        // RP-3: a pipe with no output closes at EOF instead of reporting a half-closure, so an
+        // error-free close we did not ask for is the EOF, delivered after the data held for it.
+        guard self.pipeRole == .read, !self.closing, self.lostError == nil else {
+            self.heldReads.removeAll()
+            self.loop.callSoonInternal { [self] in self.deliverConnectionLost() }
+            return
+        }
+        let held = self.heldReads
+        self.heldReads.removeAll()
+        self.loop.callSoonInternal { [self] in
+            for buffer in held { self.deliver(buffer) }
+            self.deliverEOF()
+            self.deliverConnectionLost()
+        }
     }
 
     private func deliverConnectionLost() {

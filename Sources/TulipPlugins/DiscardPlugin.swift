@@ -7,7 +7,7 @@ public struct DiscardPlugin: Plugin {
     public typealias Options = DatagramOptions
     public static let name = "discard"
     public static let summary = "RFC 863 discard: reads and drops everything"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram, .pipe]
 
     /// Over datagrams nothing is ever sent, so `rate_limit` has nothing to limit.
     public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {

@@ -11,7 +11,7 @@ public struct EchoPlugin: Plugin {
     public typealias Options = DatagramOptions
     public static let name = "echo"
     public static let summary = "RFC 862 echo: sends back every byte it receives"
-    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
+    public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram, .pipe]
 
     /// Over datagrams each request is sent back as it is, within the rate limit.
     public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {

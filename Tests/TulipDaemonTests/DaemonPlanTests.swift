@@ -39,8 +39,10 @@ struct DaemonPlanTests {
         #expect(errors.first?.message.contains("chargen, daytime, discard, echo, files, time") == true)
     }
 
-    @Test func pipeListenersFailTheCheckUntilTheirSupportLands() {
-        let errors = self.errors(#"{"listeners":[{"name":"a","protocol":"echo","pipe":{"read":"/tmp/in"}}]}"#)
+    @Test func tlsListenersFailTheCheckUntilTheirSupportLands() {
+        let errors = self.errors(
+            #"{"listeners":[{"name":"a","protocol":"echo","tcp":{"port":1},"tls":{"certificate_chain":"/c","private_key":"/k"}}]}"#
+        )
         #expect(errors.first?.message.contains("not supported yet") == true)
     }
 

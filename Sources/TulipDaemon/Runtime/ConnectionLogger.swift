@@ -38,6 +38,11 @@ final class ConnectionLogger: ConnectionObserver {
         self.onChange?()
     }
 
+    /// A listener could not go on serving (a pipe listener that cannot reopen its FIFO).
+    func failed(listener: String, error: any Error) {
+        self.logger.error("listener stopped", metadata: ["error": "\(error)"])
+    }
+
     private func metadata(_ transport: ChannelTransport) -> Logger.Metadata {
         [
             "peer": "\(Self.describe(transport.extraInfo.peerAddress))",

@@ -32,7 +32,7 @@ public final class Daemon: @unchecked Sendable {
     private struct RunningListener {
         let plan: DaemonPlan.Listener
         /// Stream listeners: the server.
-        let server: Server?
+        let server: (any ServingListener)?
         /// Datagram listeners: the endpoints, one per bound address.
         let datagrams: DatagramEndpointGroup?
         let observer: ConnectionLogger
@@ -95,6 +95,7 @@ public final class Daemon: @unchecked Sendable {
     // MARK: - Listeners
 
     private func start(_ listener: DaemonPlan.Listener) async throws -> RunningListener {
+        let plan = listener
         let configuration = listener.configuration
         var logger = self.logger
         logger[metadataKey: "listener"] = "\(configuration.name)"
@@ -104,10 +105,21 @@ public final class Daemon: @unchecked Sendable {
         if configuration.endpoint.kind.isDatagram {
             return try await self.startDatagram(listener, logger: logger, observer: observer)
         }
-        let server: Server
+        let server: any ServingListener
         let address: String
         do {
             switch configuration.endpoint {
+            case .pipe(let pipe):
+                let listener = PipeListener(
+                    name: configuration.name,
+                    endpoint: pipe,
+                    loop: self.loop,
+                    logger: observer,
+                    makeProtocol: { try factory.makeStreamProtocol() }
+                )
+                try await listener.start()
+                logger.info("listening", metadata: ["address": "\(listener.address)"])
+                return RunningListener(plan: plan, server: listener, datagrams: nil, observer: observer)
             case .tcp(let tcp):
                 address = Self.describe(hosts: tcp.hosts, port: tcp.port)
                 server = try await self.loop.createServer(
@@ -146,7 +158,7 @@ public final class Daemon: @unchecked Sendable {
             )
             throw DaemonStartupError(listener: configuration.name, address: address, reason: error.message)
         }
-        let bound = server.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ")
+        let bound = (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ") ?? ""
         logger.info("listening", metadata: ["address": "\(bound.isEmpty ? address : bound)"])
         return RunningListener(plan: listener, server: server, datagrams: nil, observer: observer)
     }
@@ -308,6 +320,7 @@ public final class Daemon: @unchecked Sendable {
         case .unix(let unix): return unix.path
         case .udp(let udp): return Self.describe(hosts: udp.hosts.isEmpty ? ["0.0.0.0"] : udp.hosts, port: udp.port)
         case .unixDatagram(let unix): return unix.path
+        case .pipe(let pipe): return "\(pipe.readPath ?? "-") -> \(pipe.writePath ?? "-")"
         default: return "\(endpoint.kind)"
         }
     }
@@ -318,3 +331,20 @@ public final class Daemon: @unchecked Sendable {
         return list.map { $0.contains(":") ? "[\($0)]:\(port)" : "\($0):\(port)" }.joined(separator: ", ")
     }
 }
+
+/// What the daemon drains: a stream ``Server`` or a ``PipeListener``. Loop thread.
+protocol ServingListener: AnyObject {
+    /// Stops accepting; live connections go on.
+    func close()
+    /// Tells every connection's protocol that the daemon is draining.
+    func requestClientShutdown()
+    /// Closes every connection, flushing.
+    func closeClients()
+    /// Aborts every connection.
+    func abortClients()
+    /// Returns once closed with no connection left.
+    func waitClosed() async
+}
+
+extension Server: ServingListener {}
+extension PipeListener: ServingListener {}

@@ -21,7 +21,7 @@ public struct DaemonPlan: Sendable {
 
     /// The listener kinds this build can serve; the others parse but fail the check until their
     /// support lands.
-    public static let runnableKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
+    public static let runnableKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram, .pipe]
 
     /// Checks every listener against `registry`, collecting every error.
     /// - Throws: ``ConfigurationErrors`` naming each listener's key path.
