@@ -87,13 +87,22 @@ def mixed_sizes(count: int) -> list[int]:
     return sizes
 
 
-def echo_many(sock: socket.socket, target, count: int, window: int, window_bytes: int) -> None:
+def echo_many(sock: socket.socket, target, count: int, window: int, window_bytes: int) -> int:
+    """Echoes `count` datagrams with a bounded window; returns how many were sent again.
+
+    UDP may drop a datagram even on loopback when a receive buffer is full (the kernel charges
+    more than the payload for a 64 KiB datagram), so a datagram not echoed within 0.5 s is sent
+    again; a late duplicate echo is ignored. Corruption is never tolerated."""
     sizes = mixed_sizes(count)
     outstanding: dict[int, int] = {}
+    done: set[int] = set()
     outstanding_bytes = 0
     next_seq = 0
-    received = 0
-    while received < count:
+    resent = 0
+    deadline = time.monotonic() + 120
+    sock.settimeout(0.5)
+    while len(done) < count:
+        assert time.monotonic() < deadline, f"echo stalled: {len(done)} of {count} back"
         while next_seq < count and len(outstanding) < window and (
             not outstanding or outstanding_bytes + sizes[next_seq] <= window_bytes
         ):
@@ -104,26 +113,35 @@ def echo_many(sock: socket.socket, target, count: int, window: int, window_bytes
         try:
             data = sock.recv(MAX_UDP + 1)
         except TimeoutError:
-            pytest.fail(f"no echo within 5 s: {received} of {count} back, {len(outstanding)} outstanding")
+            for seq, size in outstanding.items():
+                sock.sendto(payload(seq, size), target)
+                resent += 1
+            assert resent <= count // 10, f"too many datagrams lost: {resent} resent"
+            continue
         seq = struct.unpack("!Q", data[:8])[0]
-        assert seq in outstanding, f"unexpected or duplicate datagram seq={seq}"
+        if seq in done:
+            continue  # the echo of a datagram that was sent again
+        assert seq in outstanding, f"unexpected datagram seq={seq}"
         size = outstanding.pop(seq)
         outstanding_bytes -= size
         assert data == payload(seq, size), f"datagram {seq} ({size} bytes) came back corrupted"
-        received += 1
+        done.add(seq)
+    sock.settimeout(5)
+    return resent
 
 
 def test_udp_echo_of_10000_mixed_datagrams(daemon):
     port = free_udp_port()
     start(daemon, udp_listener("echo-udp", "echo", port, {"rate_limit": None}))
     with udp_client() as s:
-        echo_many(s, ("127.0.0.1", port), 10_000, window=100, window_bytes=96 * 1024)
+        resent = echo_many(s, ("127.0.0.1", port), 10_000, window=100, window_bytes=96 * 1024)
         s.sendto(b"", ("127.0.0.1", port))  # an empty datagram is echoed too
-        assert s.recv(10) == b""
+        while s.recv(MAX_UDP + 1) != b"":
+            pass  # late echoes of datagrams sent twice
     daemon.assert_alive()
     daemon.stop()
     m = daemon.wait_for_stderr(r"endpoint closed.*datagrams_in=(\d+)")
-    assert int(m.group(1)) == 10_001
+    assert 10_001 <= int(m.group(1)) <= 10_001 + resent
 
 
 def test_unix_datagram_echo_of_10000_mixed_datagrams(daemon, short_tmp):

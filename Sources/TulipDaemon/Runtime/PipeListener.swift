@@ -10,17 +10,19 @@ import Musl
 /// Serves one `pipe` listener: the listener's stream protocol reads from the `read` FIFO and
 /// writes to the `write` FIFO (ARCHITECTURE §5).
 ///
-/// Each run of writers on the `read` FIFO is one connection: a fresh protocol object over a
-/// ``ChannelTransport`` made by ``TulipLoop/connectPipes(readFileDescriptor:writeFileDescriptor:observer:makeProtocol:)``.
-/// When the last writer closes, the protocol gets `eofReceived`, the connection ends, and the
-/// `read` FIFO is opened again for the next writers.
+/// The listener is one connection for its whole life: a protocol object over a
+/// ``ChannelTransport`` made by ``TulipLoop/connectPipes(readFileDescriptor:writeFileDescriptor:observer:makeProtocol:)``
+/// that gets whatever any writer of the `read` FIFO sends, while writers come and go.
 ///
 /// Descriptors:
-/// - `read` is opened `O_RDONLY | O_NONBLOCK` per connection: that never blocks, and a freshly
-///   opened FIFO reports no hang-up until a writer has come and gone. One more read descriptor
-///   is held, never read, for the listener's life: a writer that comes and goes between two
-///   connections would otherwise find the FIFO with no reader left when it closes, and the
-///   kernel would discard what it wrote.
+/// - `read` is opened `O_RDONLY | O_NONBLOCK` for the connection, and once more `O_RDWR`, never
+///   read or written, for the listener's life. That second descriptor is a writer that never
+///   leaves, so the FIFO never reports end-of-file or a hang-up when the last client writer
+///   closes. Without it each hang-up would end the connection, and a writer arriving between
+///   the hang-up and NIO's read of the end-of-file makes that read come back empty, which NIO
+///   treats as impossible and traps on: the daemon would crash. It also keeps a reader on the
+///   FIFO between connections, so nothing a writer sends is discarded. Should the connection
+///   end anyway (a read error), the `read` FIFO is opened again for a new one.
 /// - `write` is opened once `O_RDWR`. Linux never blocks on that open, and never fails it with
 ///   `ENXIO` the way `O_WRONLY | O_NONBLOCK` does while no reader is there; holding it also keeps
 ///   the FIFO's buffer alive between connections, so a reader that opens late still gets the
@@ -70,7 +72,7 @@ final class PipeListener: ConnectionObserver {
             try self.prepareFIFO(at: path)
         }
         if let readPath = self.endpoint.readPath {
-            self.readKeeper = try self.open(readPath, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            self.readKeeper = try self.open(readPath, O_RDWR | O_NONBLOCK | O_CLOEXEC)
         }
         if let writePath = self.endpoint.writePath {
             self.writeKeeper = try self.open(writePath, O_RDWR | O_NONBLOCK | O_CLOEXEC)
