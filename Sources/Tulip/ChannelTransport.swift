@@ -44,6 +44,9 @@ public final class ChannelTransport {
         case write
     }
     var pipeRole = PipeRole.none
+    /// Whether the channel is a pipe (NIOPipeBootstrap) rather than a socket: `sendfile` refuses
+    /// pipes (SF-3, WP-10).
+    var isPipe = false
     private var queuedDataMarkerArmed = false
     private var queuedDataDiscarded = false
 

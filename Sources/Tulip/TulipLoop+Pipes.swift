@@ -133,6 +133,7 @@ extension TulipLoop {
                     let protocolObject = try makeProtocol()
                     let handler = ProtocolChannelHandler(loop: self, protocol: protocolObject, observer: setup.observer)
                     handler.transport.pipeRole = role
+                    handler.transport.isPipe = true
                     prepare?(handler.transport)
                     setup.transport = handler.transport
                     setup.protocolObject = protocolObject

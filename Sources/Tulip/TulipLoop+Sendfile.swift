@@ -63,6 +63,9 @@ extension TulipLoop {
         if let count, count <= 0 {
             throw TulipError.invalidArgument("count must be a positive integer (got \(count))")
         }
+        if transport.isPipe {
+            throw TulipError.make(.sendfileNotSupported, "sendfile is not supported for transport \(transport.connectionID)")
+        }
         if transport.isClosing { throw TulipError.make(.transportClosing, "Transport is closing") }
         if transport.sendfileMode != .none { throw ChannelTransport.sendfileInProgress() }
 

@@ -364,4 +364,30 @@ struct PipeTransportTests {
         }
         #expect(String(decoding: try await reader.value, as: UTF8.self) == "echo me")
     }
+
+    @Test func sf3AndWp10SendfileRefusesPipeTransports() async throws {
+        let (inRead, inWrite) = makePipe()
+        let (outRead, outWrite) = makePipe()
+        defer {
+            close(outRead)
+            close(inWrite)
+        }
+        let code = try await withLoop { loop in
+            try loop.runUntilComplete { () async throws -> TulipError.Code? in
+                let transport = try await loop.connectPipes(readFileDescriptor: inRead, writeFileDescriptor: outWrite) {
+                    RecordingProtocol()
+                }
+                let file = open("/dev/null", O_RDONLY)
+                defer { close(file) }
+                do {
+                    _ = try await loop.sendfile(transport, file: file)
+                    return nil
+                } catch let error as TulipError {
+                    transport.close()
+                    return error.code
+                }
+            }
+        }
+        #expect(code == .sendfileNotSupported)
+    }
 }
