@@ -51,10 +51,11 @@ let package = Package(
     targets: [
         // MARK: - Echo harness (real sockets)
 
-        // What the load clients share: another process's CPU time from /proc, sleeping to a deadline.
+        // What the load clients and raw servers share: another process's CPU time from /proc, sleeping to a
+        // deadline, HOST:PORT parsing, unbuffered output, the hard stop and the server CPU window.
         .target(
             name: "BenchSupport",
-            dependencies: [nioCore]
+            dependencies: [nioCore, nioConcurrencyHelpers]
         ),
         // Load client: N ping-pong connections, prints one JSON line.
         .executableTarget(
@@ -64,7 +65,7 @@ let package = Package(
         // The yardstick: a minimal raw SwiftNIO echo server on one event loop thread.
         .executableTarget(
             name: "RawEchoServer",
-            dependencies: [nioCore, nioPosix, argumentParser]
+            dependencies: ["BenchSupport", nioCore, nioPosix, argumentParser]
         ),
         // UDP load client: N connected datagram sockets, ping-pong with a loss timeout, one JSON line.
         .executableTarget(
@@ -74,7 +75,7 @@ let package = Package(
         // The UDP yardstick: a minimal raw SwiftNIO datagram echo server on one event loop thread.
         .executableTarget(
             name: "RawUDPEchoServer",
-            dependencies: [nioCore, nioPosix, argumentParser]
+            dependencies: ["BenchSupport", nioCore, nioPosix, argumentParser]
         ),
 
         // MARK: - ordo-one/benchmark targets (allocation counts)

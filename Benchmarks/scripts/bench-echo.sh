@@ -24,6 +24,9 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 PYTHON=${PYTHON:-python3}
+BENCH_NAME=bench-echo
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=5
 WARMUP=1
@@ -61,13 +64,6 @@ Usage: $(basename "$0") [options]
 USAGE
 }
 
-die() { echo "bench-echo: $*" >&2; exit 1; }
-log() { echo "bench-echo: $*" >&2; }
-
-is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
-is_positive() { is_number "$1" && awk -v v="$1" 'BEGIN { exit !(v > 0) }'; }
-
 while [[ $# -gt 0 ]]; do
     case $1 in
         --duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
@@ -94,34 +90,13 @@ is_count "$CONNECTIONS" || die "--connections: a positive integer"
 is_count "$SIZE" || die "--size: a positive integer"
 if ! is_count "$REPEAT" || ((REPEAT > 20)); then die "--repeat: 1...20"; fi
 
-SERVERS=()
-for name in raw tulipd asyncio uvloop; do
-    if [[ ,$ONLY, == *,$name,* ]]; then SERVERS+=("$name"); fi
-done
-for name in ${ONLY//,/ }; do
-    [[ $name =~ ^(raw|tulipd|asyncio|uvloop)$ ]] || die "--only: unknown server '$name' (raw, tulipd, asyncio, uvloop)"
-done
-SELECTED_TRANSPORTS=()
-for transport in tcp unix; do
-    if [[ ,$TRANSPORTS, == *,$transport,* ]]; then SELECTED_TRANSPORTS+=("$transport"); fi
-done
-for transport in ${TRANSPORTS//,/ }; do
-    [[ $transport =~ ^(tcp|unix)$ ]] || die "--transports: unknown transport '$transport' (tcp, unix)"
-done
-((${#SERVERS[@]} > 0)) || die "--only selects no server"
-((${#SELECTED_TRANSPORTS[@]} > 0)) || die "--transports selects no transport"
+select_names SERVERS --only server "raw, tulipd, asyncio, uvloop" "$ONLY" raw tulipd asyncio uvloop
+select_names SELECTED_TRANSPORTS --transports transport "tcp, unix" "$TRANSPORTS" tcp unix
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found (needed for the asyncio servers, probes and the report)"
 CLK_TCK=$(getconf CLK_TCK)
 
-SERVER_PREFIX=()
-CLIENT_PREFIX=()
-if ((PIN)); then
-    command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
-    (($(nproc) >= 2)) || die "--pin needs at least 2 CPUs"
-    SERVER_PREFIX=(taskset -c 0)
-    CLIENT_PREFIX=(taskset -c 1)
-fi
+pin_prefixes "$PIN"
 
 TMP=$(mktemp -d /tmp/tulip-bench.XXXXXX)
 SERVER_PID=""
@@ -131,46 +106,14 @@ declare -A SKIP=()
 
 stop_server() {
     [[ -n $SERVER_PID ]] || return 0
-    local pid=$SERVER_PID status=0 waited=0
+    local pid=$SERVER_PID
     SERVER_PID=""
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((waited < STOP_TIMEOUT * 10)); do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "server $pid still running ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    SERVER_EXIT_STATUS=$status
+    terminate "$pid" "server $pid"
+    SERVER_EXIT_STATUS=$TERMINATED_STATUS
 }
 
-REPORTED=0
-cleanup() {
-    local status=$?
-    stop_server
-    rm -rf "$TMP"
-    if ((status != 0 && REPORTED == 0)); then
-        echo "bench-echo: stopped with status $status before the report" >&2
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Server utime+stime in clock ticks: /proc/PID/stat fields 14 and 15. Field 2 may hold spaces, so
-# strip through the last ") " first; field 3 then comes first, making 14 and 15 the 12th and 13th.
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+stop_servers() { stop_server; }
+install_traps
 
 # Whether a connection to the endpoint (tcp PORT | unix PATH) is accepted.
 probe() {
@@ -189,12 +132,7 @@ PY
 
 if ((SKIP_BUILD == 0)); then
     log "building EchoLoad and RawEchoServer (release)"
-    # Product by product: the package's other targets (the allocation benchmarks) need the root
-    # package and ordo-one/benchmark, which these two do not.
-    for product in EchoLoad RawEchoServer; do
-        timeout "$BUILD_TIMEOUT" swift build -c release --package-path "$BENCH_DIR" --product "$product" >&2 \
-            || die "release build of $product failed"
-    done
+    build_products EchoLoad RawEchoServer
 fi
 BIN=$(swift build -c release --package-path "$BENCH_DIR" --show-bin-path)
 [[ -x $BIN/EchoLoad ]] || die "$BIN/EchoLoad missing (run without --skip-build)"
@@ -203,22 +141,9 @@ if [[ " ${SERVERS[*]} " == *" raw "* && ! -x $BIN/RawEchoServer ]]; then
     die "$BIN/RawEchoServer missing (run without --skip-build)"
 fi
 
-if [[ " ${SERVERS[*]} " == *" tulipd "* && -n $TULIPD ]]; then
-    [[ -x $TULIPD ]] || die "--tulipd: $TULIPD is not an executable"
-    log "using tulipd at $TULIPD (not built by this script)"
-elif [[ " ${SERVERS[*]} " == *" tulipd "* ]]; then
-    if ((SKIP_BUILD == 0)); then
-        log "building tulipd (release) in $ROOT_DIR"
-        if ! (cd "$ROOT_DIR" && timeout "$BUILD_TIMEOUT" swift build -c release --product tulipd) \
-            >"$TMP/tulipd-build.log" 2>&1; then
-            tail -n 25 "$TMP/tulipd-build.log" >&2
-            SKIP[tulipd]="release build of tulipd failed"
-        fi
-    fi
-    if [[ -z ${SKIP[tulipd]:-} ]]; then
-        TULIPD=$(cd "$ROOT_DIR" && swift build -c release --show-bin-path 2>/dev/null)/tulipd || true
-        [[ -x $TULIPD ]] || SKIP[tulipd]="no release tulipd binary at $TULIPD"
-    fi
+if [[ " ${SERVERS[*]} " == *" tulipd "* ]]; then
+    resolve_tulipd "$SKIP_BUILD"
+    if [[ -n $TULIPD_SKIP ]]; then SKIP[tulipd]=$TULIPD_SKIP; fi
 fi
 
 if [[ " ${SERVERS[*]} " == *" uvloop "* ]] && ! "$PYTHON" -c 'import uvloop' 2>/dev/null; then
@@ -242,7 +167,7 @@ start_server() {
     local name=$1 transport=$2 port="" path="" out=$TMP/$1-$2.out err=$TMP/$1-$2.err
     local -a listen command
     if [[ $transport == tcp ]]; then
-        port=$(free_port)
+        port=$(free_port tcp)
         listen=(--tcp "127.0.0.1:$port")
         ENDPOINT_ARGS=(--tcp "127.0.0.1:$port")
     else
@@ -258,10 +183,10 @@ start_server() {
         uvloop) command=("$PYTHON" "$BENCH_DIR/python/echo_server.py" --uvloop "${listen[@]}") ;;
         tulipd)
             # Both listeners, as an operator would configure them; only one is measured per run.
-            [[ -n $port ]] || port=$(free_port)
+            [[ -n $port ]] || port=$(free_port tcp)
             local config=$TMP/tulipd-$transport.json
-            cat >"$config" <<JSON
-{"log":{"level":"warning","format":"text"},"shutdown":{"grace_seconds":1},"listeners":[{"name":"echo","protocol":"echo","tcp":{"host":"127.0.0.1","port":$port}},{"name":"echo-unix","protocol":"echo","unix":{"path":"$TMP/echo.sock"}}]}
+            tulipd_config "$config" <<JSON
+[{"name":"echo","protocol":"echo","tcp":{"host":"127.0.0.1","port":$port}},{"name":"echo-unix","protocol":"echo","unix":{"path":"$TMP/echo.sock"}}]
 JSON
             command=("$TULIPD" run --config "$config")
             ;;
@@ -272,48 +197,23 @@ JSON
     : >"$err"
     "${SERVER_PREFIX[@]}" "${command[@]}" >"$out" 2>"$err" </dev/null &
     SERVER_PID=$!
-    local waited=0
-    while ((waited < READY_TIMEOUT * 10)); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            stop_server
-            START_ERROR="exited with status $SERVER_EXIT_STATUS before it was ready"
-            START_ERROR+="; stdout: $(tail -n 3 "$out" | tr '\n' ' ')"
-            START_ERROR+="; stderr: $(tail -n 3 "$err" | tr '\n' ' ')"
-            return 1
-        fi
-        if [[ $name == tulipd ]]; then
-            if [[ $transport == tcp ]]; then probe tcp "$port" && return 0; else probe unix "$path" && return 0; fi
+    local ready=0
+    if [[ $name == tulipd ]]; then
+        if [[ $transport == tcp ]]; then
+            wait_ready "$SERVER_PID" probe tcp "$port" || ready=$?
         else
-            grep -qx ready "$out" && return 0
+            wait_ready "$SERVER_PID" probe unix "$path" || ready=$?
         fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    else
+        wait_ready "$SERVER_PID" grep -qx ready "$out" || ready=$?
+    fi
+    ((ready == 0)) && return 0
     stop_server
-    START_ERROR="not ready after ${READY_TIMEOUT}s: $(tail -n 3 "$err" | tr '\n' ' ')"
+    start_error "$ready" "$out" "$err" "not ready"
     return 1
 }
 
-# Bounded on top of EchoLoad's own hard stop (warm-up + duration + 10 s).
-client_timeout() { awk -v w="$1" -v d="$2" 'BEGIN { print int(w + d + 30) }'; }
-
-# record KEY=VALUE...: appends one JSON object (numbers stay numbers) to $RUNS.
-record() {
-    "$PYTHON" - "$@" >>"$RUNS" <<'PY'
-import json, sys
-out = {}
-for item in sys.argv[1:]:
-    key, value = item.split("=", 1)
-    if key == "client":
-        out.update(json.load(open(value)))
-        continue
-    try:
-        out[key] = int(value)
-    except ValueError:
-        out[key] = value
-print(json.dumps(out))
-PY
-}
+RECORD_MERGE_KEY=client
 
 # measure NAME TRANSPORT ROUND: one run against a fresh server, appended to $RUNS.
 measure() {
@@ -367,8 +267,8 @@ measure() {
 # ---------------------------------------------------------------------------------------------------
 # Run and report
 
-STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
+STARTED=$(utc_now)
+LOADAVG=$(loadavg)
 # Rounds interleave the servers, so a slow spell on this machine hits every server alike.
 for ((round = 1; round <= REPEAT; round++)); do
     for name in "${SERVERS[@]}"; do
@@ -386,6 +286,6 @@ REPORTED=1
     prime_seconds="$PRIME" repeat="$REPEAT" pinned="$PIN" clock_ticks_per_second="$CLK_TCK" \
     cpus="$(nproc)" kernel="$(uname -r)" \
     swift="$(swift --version 2>/dev/null | head -n 1)" \
-    python="$("$PYTHON" -c 'import platform; print(platform.python_implementation(), platform.python_version())')" \
+    python="$(python_version)" \
     uvloop="$("$PYTHON" -c 'import uvloop; print(uvloop.__version__)' 2>/dev/null || echo none)" \
-    git_head="$(git -C "$ROOT_DIR" rev-parse -q --verify --short HEAD 2>/dev/null || echo none)"
+    git_head="$(git_head)"

@@ -24,6 +24,9 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 PYTHON=${PYTHON:-python3}
+BENCH_NAME=bench-files
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 HELPER=$BENCH_DIR/python/files_bench.py
 
 SIZE_MIB=1024
@@ -57,10 +60,6 @@ Usage: $(basename "$0") [options]
 USAGE
 }
 
-die() { echo "bench-files: $*" >&2; exit 1; }
-log() { echo "bench-files: $*" >&2; }
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
-
 while [[ $# -gt 0 ]]; do
     case $1 in
         --size-mib) SIZE_MIB=${2:?--size-mib needs a value}; shift 2 ;;
@@ -78,14 +77,7 @@ done
 
 if ! is_count "$SIZE_MIB" || ((SIZE_MIB > 65536)); then die "--size-mib: 1...65536"; fi
 if ! is_count "$REPEAT" || ((REPEAT > 20)); then die "--repeat: 1...20"; fi
-METHODS=()
-for name in "${ALL_METHODS[@]}"; do
-    if [[ ,$ONLY, == *,$name,* ]]; then METHODS+=("$name"); fi
-done
-for name in ${ONLY//,/ }; do
-    [[ " ${ALL_METHODS[*]} " == *" $name "* ]] || die "--only: unknown method '$name' (${ALL_METHODS[*]})"
-done
-((${#METHODS[@]} > 0)) || die "--only selects no method"
+select_names METHODS --only method "${ALL_METHODS[*]}" "$ONLY" "${ALL_METHODS[@]}"
 wants() { [[ " ${METHODS[*]} " == *" $1 "* ]]; }
 [[ -d $PARENT_DIR ]] || die "--dir: $PARENT_DIR is not a directory"
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found (needed for the client, the yardsticks and the report)"
@@ -97,14 +89,7 @@ avail_disk=$(($(df -Pk "$PARENT_DIR" | awk 'NR == 2 { print $4 }') * 1024))
 avail_mem=$(($(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo) * 1024))
 ((avail_mem > SIZE + 268435456)) || die "not enough available memory to keep a ${SIZE_MIB} MiB file in the page cache"
 
-SERVER_PREFIX=()
-CLIENT_PREFIX=()
-if ((PIN)); then
-    command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
-    (($(nproc) >= 2)) || die "--pin needs at least 2 CPUs"
-    SERVER_PREFIX=(taskset -c 0)
-    CLIENT_PREFIX=(taskset -c 1)
-fi
+pin_prefixes "$PIN"
 
 TMP=$(mktemp -d "$PARENT_DIR/tulip-bench-files.XXXXXX")
 RUNS=$TMP/runs.jsonl
@@ -112,37 +97,17 @@ RUNS=$TMP/runs.jsonl
 declare -A PIDS=() PORTS=() SKIP=()
 
 stop_server() {
-    local name=$1 pid=${PIDS[$1]:-} waited=0
+    local name=$1 pid=${PIDS[$1]:-}
     [[ -n $pid ]] || return 0
     unset "PIDS[$name]"
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((waited < STOP_TIMEOUT * 10)); do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name ($pid) still running ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
+    terminate "$pid" "$name ($pid)"
 }
 
-REPORTED=0
-cleanup() {
-    local status=$? name
+stop_servers() {
+    local name
     for name in "${!PIDS[@]}"; do stop_server "$name"; done
-    rm -rf "$TMP"
-    if ((status != 0 && REPORTED == 0)); then
-        echo "bench-files: stopped with status $status before the report" >&2
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+install_traps
 
 probe() {
     "$PYTHON" - "$1" <<'PY' 2>/dev/null
@@ -155,22 +120,9 @@ PY
 # ---------------------------------------------------------------------------------------------------
 # Build
 
-if wants tulipd && [[ -n $TULIPD ]]; then
-    [[ -x $TULIPD ]] || die "--tulipd: $TULIPD is not an executable"
-    log "using tulipd at $TULIPD (not built by this script)"
-elif wants tulipd; then
-    if ((SKIP_BUILD == 0)); then
-        log "building tulipd (release) in $ROOT_DIR"
-        if ! (cd "$ROOT_DIR" && timeout "$BUILD_TIMEOUT" swift build -c release --product tulipd) \
-            >"$TMP/tulipd-build.log" 2>&1; then
-            tail -n 25 "$TMP/tulipd-build.log" >&2
-            SKIP[tulipd]="release build of tulipd failed"
-        fi
-    fi
-    if [[ -z ${SKIP[tulipd]:-} ]]; then
-        TULIPD=$(cd "$ROOT_DIR" && swift build -c release --show-bin-path 2>/dev/null)/tulipd || true
-        [[ -x $TULIPD ]] || SKIP[tulipd]="no release tulipd binary at $TULIPD"
-    fi
+if wants tulipd; then
+    resolve_tulipd "$SKIP_BUILD"
+    if [[ -n $TULIPD_SKIP ]]; then SKIP[tulipd]=$TULIPD_SKIP; fi
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,13 +144,13 @@ cat "$FILE" >/dev/null
 
 # start_server NAME: sets PIDS[NAME] and PORTS[NAME], or SKIP[NAME] with the reason.
 start_server() {
-    local name=$1 port out=$TMP/$1.out err=$TMP/$1.err waited=0 pid
+    local name=$1 port out=$TMP/$1.out err=$TMP/$1.err pid
     local -a command
-    port=$(free_port)
+    port=$(free_port tcp)
     case $name in
         tulipd)
-            cat >"$TMP/tulipd.json" <<JSON
-{"log":{"level":"warning","format":"text"},"shutdown":{"grace_seconds":1},"listeners":[{"name":"files","protocol":"files","tcp":{"host":"127.0.0.1","port":$port},"options":{"root":"$ROOT"}}]}
+            tulipd_config "$TMP/tulipd.json" <<JSON
+[{"name":"files","protocol":"files","tcp":{"host":"127.0.0.1","port":$port},"options":{"root":"$ROOT"}}]
 JSON
             command=("$TULIPD" run --config "$TMP/tulipd.json")
             ;;
@@ -208,23 +160,27 @@ JSON
     "${SERVER_PREFIX[@]}" "${command[@]}" >"$out" 2>"$err" </dev/null &
     pid=$!
     PIDS[$name]=$pid
-    while ((waited < READY_TIMEOUT * 10)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            stop_server "$name"
-            SKIP[$name]="exited before it was ready: $(tail -n 3 "$err" | tr '\n' ' ')"
-            return 0
-        fi
-        if [[ $name == tulipd ]] || grep -qx ready "$out"; then
-            if probe "$port"; then
-                PORTS[$name]=$port
-                return 0
-            fi
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    local ready=0
+    wait_ready "$pid" serves "$name" "$out" "$port" || ready=$?
+    if ((ready == 0)); then
+        PORTS[$name]=$port
+        return 0
+    fi
     stop_server "$name"
-    SKIP[$name]="not ready after ${READY_TIMEOUT}s: $(tail -n 3 "$err" | tr '\n' ' ')"
+    if ((ready == 1)); then
+        SKIP[$name]="exited before it was ready: $(tail -n 3 "$err" | tr '\n' ' ')"
+    else
+        SKIP[$name]="not ready after ${READY_TIMEOUT}s: $(tail -n 3 "$err" | tr '\n' ' ')"
+    fi
+}
+
+# serves NAME OUT PORT: the server accepts a connection on PORT (and, unless tulipd, said `ready` in OUT).
+serves() {
+    if [[ $1 == tulipd ]] || grep -qx ready "$2"; then
+        probe "$3"
+    else
+        return 1
+    fi
 }
 
 for name in tulipd py-sendfile py-readwrite; do
@@ -234,23 +190,7 @@ done
 # ---------------------------------------------------------------------------------------------------
 # Measure
 
-# record KEY=VALUE...: appends one JSON object (numbers stay numbers) to $RUNS.
-record() {
-    "$PYTHON" - "$@" >>"$RUNS" <<'PY'
-import json, sys
-out = {}
-for item in sys.argv[1:]:
-    key, value = item.split("=", 1)
-    if key == "result":
-        out.update(json.load(open(value)))
-        continue
-    try:
-        out[key] = int(value)
-    except ValueError:
-        out[key] = value
-print(json.dumps(out))
-PY
-}
+RECORD_MERGE_KEY=result
 
 # measure NAME ROUND: one transfer of the whole file, appended to $RUNS.
 measure() {
@@ -289,8 +229,8 @@ measure() {
     record "${common[@]}" status=ok result="$TMP/run.json"
 }
 
-STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
+STARTED=$(utc_now)
+LOADAVG=$(loadavg)
 for ((round = 1; round <= REPEAT; round++)); do
     for name in "${METHODS[@]}"; do
         log "round $round/$REPEAT: $name"
@@ -305,5 +245,5 @@ REPORTED=1
     pinned="$PIN" cpus="$(nproc)" kernel="$(uname -r)" \
     filesystem="$(df -PT "$TMP" | awk 'NR == 2 { print $2 }')" \
     client="python3 files_bench.py fetch (recv_into a 1 MiB bytearray, discarded)" \
-    python="$("$PYTHON" -c 'import platform; print(platform.python_implementation(), platform.python_version())')" \
-    git_head="$(git -C "$ROOT_DIR" rev-parse -q --verify --short HEAD 2>/dev/null || echo none)"
+    python="$(python_version)" \
+    git_head="$(git_head)"

@@ -25,6 +25,9 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 PYTHON=${PYTHON:-python3}
+BENCH_NAME=bench-udp
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=5
 WARMUP=1
@@ -65,13 +68,6 @@ Usage: $(basename "$0") [options]
 USAGE
 }
 
-die() { echo "bench-udp: $*" >&2; exit 1; }
-log() { echo "bench-udp: $*" >&2; }
-
-is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
-is_positive() { is_number "$1" && awk -v v="$1" 'BEGIN { exit !(v > 0) }'; }
-
 while [[ $# -gt 0 ]]; do
     case $1 in
         --duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
@@ -101,27 +97,13 @@ if ! is_count "$WINDOW" || ((WINDOW > 64)); then die "--window: 1...64"; fi
 if ! is_count "$TIMEOUT_MS" || ((TIMEOUT_MS > 10000)); then die "--timeout-ms: 1...10000"; fi
 if ! is_count "$REPEAT" || ((REPEAT > 20)); then die "--repeat: 1...20"; fi
 
-SERVERS=()
-for name in "${ALL_SERVERS[@]}"; do
-    if [[ ,$ONLY, == *,$name,* ]]; then SERVERS+=("$name"); fi
-done
-for name in ${ONLY//,/ }; do
-    [[ $name =~ ^(raw|tulipd|tulipd-rl)$ ]] || die "--only: unknown server '$name' (raw, tulipd, tulipd-rl)"
-done
-((${#SERVERS[@]} > 0)) || die "--only selects no server"
+select_names SERVERS --only server "raw, tulipd, tulipd-rl" "$ONLY" "${ALL_SERVERS[@]}"
 wants_tulipd() { [[ " ${SERVERS[*]} " == *" tulipd "* || " ${SERVERS[*]} " == *" tulipd-rl "* ]]; }
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found (needed for the probes and the report)"
 CLK_TCK=$(getconf CLK_TCK)
 
-SERVER_PREFIX=()
-CLIENT_PREFIX=()
-if ((PIN)); then
-    command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
-    (($(nproc) >= 2)) || die "--pin needs at least 2 CPUs"
-    SERVER_PREFIX=(taskset -c 0)
-    CLIENT_PREFIX=(taskset -c 1)
-fi
+pin_prefixes "$PIN"
 
 TMP=$(mktemp -d /tmp/tulip-bench-udp.XXXXXX)
 SERVER_PID=""
@@ -131,46 +113,14 @@ declare -A SKIP=()
 
 stop_server() {
     [[ -n $SERVER_PID ]] || return 0
-    local pid=$SERVER_PID status=0 waited=0
+    local pid=$SERVER_PID
     SERVER_PID=""
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((waited < STOP_TIMEOUT * 10)); do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "server $pid still running ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    SERVER_EXIT_STATUS=$status
+    terminate "$pid" "server $pid"
+    SERVER_EXIT_STATUS=$TERMINATED_STATUS
 }
 
-REPORTED=0
-cleanup() {
-    local status=$?
-    stop_server
-    rm -rf "$TMP"
-    if ((status != 0 && REPORTED == 0)); then
-        echo "bench-udp: stopped with status $status before the report" >&2
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Server utime+stime in clock ticks: /proc/PID/stat fields 14 and 15 (see bench-echo.sh).
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-
-# A UDP port that is free now (bound and released; nothing else on this machine is racing for it).
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+stop_servers() { stop_server; }
+install_traps
 
 # Whether a datagram sent to 127.0.0.1:PORT comes back unchanged within 0.3 s.
 probe() {
@@ -189,12 +139,7 @@ PY
 
 if ((SKIP_BUILD == 0)); then
     log "building UDPEchoLoad and RawUDPEchoServer (release)"
-    # Product by product: the package's allocation benchmarks need the root package and
-    # ordo-one/benchmark, which these two do not.
-    for product in UDPEchoLoad RawUDPEchoServer; do
-        timeout "$BUILD_TIMEOUT" swift build -c release --package-path "$BENCH_DIR" --product "$product" >&2 \
-            || die "release build of $product failed"
-    done
+    build_products UDPEchoLoad RawUDPEchoServer
 fi
 BIN=$(swift build -c release --package-path "$BENCH_DIR" --show-bin-path)
 [[ -x $BIN/UDPEchoLoad ]] || die "$BIN/UDPEchoLoad missing (run without --skip-build)"
@@ -203,27 +148,12 @@ if [[ " ${SERVERS[*]} " == *" raw "* && ! -x $BIN/RawUDPEchoServer ]]; then
     die "$BIN/RawUDPEchoServer missing (run without --skip-build)"
 fi
 
-TULIPD_SKIP=""
-if wants_tulipd && [[ -n $TULIPD ]]; then
-    [[ -x $TULIPD ]] || die "--tulipd: $TULIPD is not an executable"
-    log "using tulipd at $TULIPD (not built by this script)"
-elif wants_tulipd; then
-    if ((SKIP_BUILD == 0)); then
-        log "building tulipd (release) in $ROOT_DIR"
-        if ! (cd "$ROOT_DIR" && timeout "$BUILD_TIMEOUT" swift build -c release --product tulipd) \
-            >"$TMP/tulipd-build.log" 2>&1; then
-            tail -n 25 "$TMP/tulipd-build.log" >&2
-            TULIPD_SKIP="release build of tulipd failed"
-        fi
+if wants_tulipd; then
+    resolve_tulipd "$SKIP_BUILD"
+    if [[ -n $TULIPD_SKIP ]]; then
+        SKIP[tulipd]=$TULIPD_SKIP
+        SKIP[tulipd-rl]=$TULIPD_SKIP
     fi
-    if [[ -z $TULIPD_SKIP ]]; then
-        TULIPD=$(cd "$ROOT_DIR" && swift build -c release --show-bin-path 2>/dev/null)/tulipd || true
-        [[ -x $TULIPD ]] || TULIPD_SKIP="no release tulipd binary at $TULIPD"
-    fi
-fi
-if [[ -n $TULIPD_SKIP ]]; then
-    SKIP[tulipd]=$TULIPD_SKIP
-    SKIP[tulipd-rl]=$TULIPD_SKIP
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,7 +167,7 @@ SERVER_EXIT_STATUS=""
 start_server() {
     local name=$1 out=$TMP/$1.out err=$TMP/$1.err rate_limit
     local -a command
-    SERVER_PORT=$(free_port)
+    SERVER_PORT=$(free_port udp)
     case $name in
         raw) command=("$BIN/RawUDPEchoServer" --udp "127.0.0.1:$SERVER_PORT") ;;
         tulipd | tulipd-rl)
@@ -246,8 +176,8 @@ start_server() {
             rate_limit=null
             if [[ $name == tulipd-rl ]]; then rate_limit='{"per_second":1000000000,"burst":1000000000}'; fi
             local config=$TMP/$name.json
-            cat >"$config" <<JSON
-{"log":{"level":"warning","format":"text"},"shutdown":{"grace_seconds":1},"listeners":[{"name":"udp","protocol":"echo","udp":{"host":"127.0.0.1","port":$SERVER_PORT},"options":{"rate_limit":$rate_limit}}]}
+            tulipd_config "$config" <<JSON
+[{"name":"udp","protocol":"echo","udp":{"host":"127.0.0.1","port":$SERVER_PORT},"options":{"rate_limit":$rate_limit}}]
 JSON
             command=("$TULIPD" run --config "$config")
             ;;
@@ -257,47 +187,24 @@ JSON
     : >"$err"
     "${SERVER_PREFIX[@]}" "${command[@]}" >"$out" 2>"$err" </dev/null &
     SERVER_PID=$!
-    local waited=0
-    while ((waited < READY_TIMEOUT * 10)); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            stop_server
-            START_ERROR="exited with status $SERVER_EXIT_STATUS before it was ready"
-            START_ERROR+="; stdout: $(tail -n 3 "$out" | tr '\n' ' ')"
-            START_ERROR+="; stderr: $(tail -n 3 "$err" | tr '\n' ' ')"
-            return 1
-        fi
-        # Every server must answer a real datagram; raw must also have said `ready`.
-        if [[ $name != raw ]] || grep -qx ready "$out"; then
-            probe "$SERVER_PORT" && return 0
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    local ready=0
+    wait_ready "$SERVER_PID" echoes "$name" "$out" || ready=$?
+    ((ready == 0)) && return 0
     stop_server
-    START_ERROR="not ready (no echo) after ${READY_TIMEOUT}s: $(tail -n 3 "$err" | tr '\n' ' ')"
+    start_error "$ready" "$out" "$err" "not ready (no echo)"
     return 1
 }
 
-# Bounded on top of UDPEchoLoad's own hard stop (warm-up + duration + 10 s).
-client_timeout() { awk -v w="$1" -v d="$2" 'BEGIN { print int(w + d + 30) }'; }
-
-# record KEY=VALUE...: appends one JSON object (numbers stay numbers) to $RUNS.
-record() {
-    "$PYTHON" - "$@" >>"$RUNS" <<'PY'
-import json, sys
-out = {}
-for item in sys.argv[1:]:
-    key, value = item.split("=", 1)
-    if key == "client":
-        out.update(json.load(open(value)))
-        continue
-    try:
-        out[key] = int(value)
-    except ValueError:
-        out[key] = value
-print(json.dumps(out))
-PY
+# echoes NAME OUT: every server must answer a real datagram; raw must also have said `ready` (in OUT).
+echoes() {
+    if [[ $1 != raw ]] || grep -qx ready "$2"; then
+        probe "$SERVER_PORT"
+    else
+        return 1
+    fi
 }
+
+RECORD_MERGE_KEY=client
 
 load_args() {
     echo --udp "127.0.0.1:$SERVER_PORT" --sockets "$SOCKETS" --size "$SIZE" --window "$WINDOW" --timeout-ms "$TIMEOUT_MS"
@@ -357,8 +264,8 @@ measure() {
 # ---------------------------------------------------------------------------------------------------
 # Run and report
 
-STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
+STARTED=$(utc_now)
+LOADAVG=$(loadavg)
 # Rounds interleave the servers, so a slow spell on this machine hits every server alike.
 for ((round = 1; round <= REPEAT; round++)); do
     for name in "${SERVERS[@]}"; do
@@ -375,4 +282,4 @@ REPORTED=1
     prime_seconds="$PRIME" repeat="$REPEAT" pinned="$PIN" clock_ticks_per_second="$CLK_TCK" \
     cpus="$(nproc)" kernel="$(uname -r)" \
     swift="$(swift --version 2>/dev/null | head -n 1)" \
-    git_head="$(git -C "$ROOT_DIR" rev-parse -q --verify --short HEAD 2>/dev/null || echo none)"
+    git_head="$(git_head)"

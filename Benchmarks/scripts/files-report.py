@@ -12,10 +12,20 @@ loop: above 1× is what tulipd adds).
 Exit status: 0 when every row that was not skipped measured fine and at least one did, else 1.
 """
 
-import argparse
-import json
 import statistics
 import sys
+
+from report_common import (
+    NOISY_SPREAD,
+    finish_row,
+    fmt_ratio,
+    group_runs,
+    parse_args,
+    print_report,
+    ratio,
+    spread,
+    write_results,
+)
 
 LABELS = {
     "tulipd": ("tulipd `files` (sendfile)", "TCP fetch"),
@@ -24,18 +34,7 @@ LABELS = {
     "cat": ("`cat FILE > /dev/null`", "local"),
     "dd": ("`dd if=FILE of=/dev/null bs=1M`", "local"),
 }
-NOISY_SPREAD = 0.20
 GIB = 1 << 30
-
-
-def ratio(value, base):
-    if value is None or not base:
-        return None
-    return value / base
-
-
-def fmt_ratio(value):
-    return "n/a" if value is None else f"{value:.2f}×"
 
 
 def cpu_seconds(run):
@@ -44,20 +43,8 @@ def cpu_seconds(run):
 
 
 def make_rows(runs):
-    groups = {}
-    for run in runs:
-        groups.setdefault(run["method"], []).append(run)
     rows = []
-    for method, group in groups.items():
-        row = {"method": method}
-        failed = [r for r in group if r["status"] == "failed"]
-        ok = [r for r in group if r["status"] == "ok"]
-        if failed:
-            row.update(status="failed", note=failed[0].get("note", ""))
-        elif not ok:
-            row.update(status="skipped", note=group[0].get("note", ""))
-        else:
-            row["status"] = "ok"
+    for _, row, ok, group in group_runs(runs, key=lambda run: run["method"], fields=lambda m: {"method": m}):
         if ok:
             row["gib_per_second"] = statistics.median(r["gib_per_second"] for r in ok)
             per_gib = [cpu_seconds(r) / (r["bytes"] / GIB) for r in ok]
@@ -68,21 +55,13 @@ def make_rows(runs):
                 )
             speeds = [r["gib_per_second"] for r in ok]
             row["gib_per_second_spread"] = max(speeds) / min(speeds) - 1
-            row["cpu_seconds_per_gib_spread"] = max(per_gib) / min(per_gib) - 1 if min(per_gib) > 0 else None
-        row["runs"] = [r for r in group if r["status"] != "skipped"]
-        rows.append(row)
+            row["cpu_seconds_per_gib_spread"] = spread(per_gib)
+        rows.append(finish_row(row, group))
     return rows
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", required=True, help="JSON lines written by bench-files.sh")
-    parser.add_argument("--output", required=True, help="where to write the JSON results")
-    parser.add_argument("--meta", nargs="*", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
-
-    runs = [json.loads(line) for line in open(args.runs) if line.strip()]
-    meta = dict(item.split("=", 1) for item in args.meta)
+    args, runs, meta = parse_args("bench-files.sh")
     rows = make_rows(runs)
 
     ok = {r["method"]: r for r in rows if r["status"] == "ok"}
@@ -116,38 +95,22 @@ def main():
             f"| {'—' if client is None else f'{client:.3f}'} | {fmt_ratio(row['throughput_ratio_vs_cat'])} "
             f"| {fmt_ratio(row['cpu_per_gib_ratio_vs_py_sendfile']) if 'cpu_per_gib_ratio_vs_py_sendfile' in row else '—'} |"
         )
-        spread = max(row["gib_per_second_spread"], row["cpu_seconds_per_gib_spread"] or 0)
-        if spread > NOISY_SPREAD:
-            noisy.append(f"{label} {spread * 100:.0f}%")
+        row_spread = max(row["gib_per_second_spread"], row["cpu_seconds_per_gib_spread"] or 0)
+        if row_spread > NOISY_SPREAD:
+            noisy.append(f"{label} {row_spread * 100:.0f}%")
 
     size = int(meta.get("size_bytes", "0"))
-    print(
+    summary = (
         f"Files: one {size / GIB:g} GiB file of random bytes on {meta.get('filesystem', '?')}, in the page "
         f"cache; median of {meta.get('repeat', '?')} round(s); client for the TCP fetches: "
         f"{meta.get('client', '?')}; server CPU = utime+stime of the whole server process over the fetch "
         f"(process CPU clock), a command's CPU = its own rusage; {meta.get('cpus', '?')} CPUs, load average "
         f"at start {meta.get('loadavg_at_start', '?')}."
     )
-    print()
-    print("\n".join(lines))
-    if noisy:
-        notes.append(
-            f"- noisy (a row's runs differ by more than {NOISY_SPREAD * 100:.0f}% in GiB/s or CPU/GiB, max/min; "
-            f"medians shown): " + ", ".join(noisy)
-        )
-    if notes:
-        print()
-        print("\n".join(notes))
-
-    with open(args.output, "w") as out:
-        json.dump({"benchmark": "files", "meta": meta, "rows": rows}, out, indent=2, ensure_ascii=False)
-        out.write("\n")
-    print(f"\nJSON: {args.output}", file=sys.stderr)
-
-    measured = [r for r in rows if r["status"] == "ok"]
-    failed = [r for r in rows if r["status"] == "failed"]
-    return 1 if failed or not measured else 0
-
+    print_report(
+        summary, lines, notes, noisy, "a row's runs", meta, one_round_note=False, noisy_in=" in GiB/s or CPU/GiB"
+    )
+    return write_results(args.output, "files", meta, rows)
 
 if __name__ == "__main__":
     sys.exit(main())

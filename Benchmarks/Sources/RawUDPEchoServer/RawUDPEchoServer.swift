@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchSupport
 import Dispatch
 import NIOCore
 import NIOPosix
@@ -101,38 +102,3 @@ final class DatagramEchoHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension DatagramEchoHandler: Sendable {}
-
-/// `HOST:PORT`, with `[v6]:PORT` for IPv6 literals.
-struct HostPort {
-    var host: String
-    var port: Int
-
-    init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = String(host.dropFirst().dropLast())
-        }
-        guard !host.isEmpty else { return nil }
-        self.host = host
-        self.port = port
-    }
-}
-
-/// Writes `text` and a newline straight to file descriptor `fd` (no stdio buffering to flush).
-func writeLine(_ text: String, to fd: Int32) {
-    var line = text + "\n"
-    line.withUTF8 { bytes in
-        var rest = UnsafeRawBufferPointer(bytes)
-        while !rest.isEmpty {
-            let written = write(fd, rest.baseAddress, rest.count)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            rest = UnsafeRawBufferPointer(rebasing: rest[written...])
-        }
-    }
-}

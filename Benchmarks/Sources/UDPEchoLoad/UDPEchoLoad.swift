@@ -1,7 +1,6 @@
 import ArgumentParser
 import BenchSupport
 import Dispatch
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -61,7 +60,9 @@ struct UDPEchoLoad: ParsableCommand {
     var serverPid: Int32?
 
     func validate() throws {
-        guard HostPort(self.udp) != nil else { throw ValidationError("--udp must be HOST:PORT, got '\(self.udp)'") }
+        guard HostPort(self.udp, ports: 1...65535) != nil else {
+            throw ValidationError("--udp must be HOST:PORT, got '\(self.udp)'")
+        }
         guard (1...10_000).contains(self.sockets) else { throw ValidationError("--sockets: 1...10000") }
         guard (DatagramPayload.headerSize...65_507).contains(self.size) else {
             throw ValidationError("--size: \(DatagramPayload.headerSize)...65507")
@@ -76,18 +77,14 @@ struct UDPEchoLoad: ParsableCommand {
 
     func run() throws {
         // Invariant: validate() checked the syntax.
-        let target = HostPort(self.udp)!
+        let target = HostPort(self.udp, ports: 1...65535)!
 
         let begin = NIODeadline.now()
         let windowStart = begin + .nanoseconds(Int64(self.warmup * 1e9))
         let window = MeasurementWindow(start: windowStart, end: windowStart + .nanoseconds(Int64(self.duration * 1e9)))
 
         // Bounded no matter what the server does.
-        let hardStop = self.warmup + self.duration + 10
-        DispatchQueue.global().asyncAfter(deadline: .now() + hardStop) {
-            writeLine("UDPEchoLoad: hard stop after \(hardStop) s (server stuck?)", to: STDERR_FILENO)
-            terminate(3)
-        }
+        armHardStop(program: "UDPEchoLoad", after: self.warmup + self.duration + 10)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.threads)
         let payload = DatagramPayload(size: self.size)
@@ -125,22 +122,8 @@ struct UDPEchoLoad: ParsableCommand {
         }
 
         // Sample the server's CPU at the window edges from a thread of its own, off the event loops.
-        let cpuWindow = NIOLockedValueBox<CPUWindow?>(nil)
-        let sampler = DispatchGroup()
-        if let pid = self.serverPid {
-            DispatchQueue(label: "UDPEchoLoad.cpu").async(group: sampler) {
-                sleep(until: window.start)
-                let before = ProcessCPU.ticks(pid: pid)
-                let beforeAt = NIODeadline.now()
-                sleep(until: window.end)
-                let after = ProcessCPU.ticks(pid: pid)
-                let afterAt = NIODeadline.now()
-                if let before, let after {
-                    cpuWindow.withLockedValue {
-                        $0 = CPUWindow(ticks: after - before, wall: Double((afterAt - beforeAt).nanoseconds) / 1e9)
-                    }
-                }
-            }
+        let sampler = self.serverPid.map {
+            ServerCPUSampler(pid: $0, start: window.start, end: window.end, label: "UDPEchoLoad.cpu")
         }
 
         let counts: [SocketCount]
@@ -149,7 +132,7 @@ struct UDPEchoLoad: ParsableCommand {
         } catch {
             Self.die("\(error)")
         }
-        sampler.wait()
+        let cpuWindow = sampler?.wait()
         _ = try? EventLoopFuture.whenAllComplete(channels.map { $0.close() }, on: group.any()).wait()
         try? group.syncShutdownGracefully()
 
@@ -178,26 +161,12 @@ struct UDPEchoLoad: ParsableCommand {
             ("threads", "\(self.threads)"),
         ]
         if let pid = self.serverPid {
-            guard let cpu = cpuWindow.withLockedValue({ $0 }) else {
+            guard let cpu = cpuWindow else {
                 Self.die("could not read /proc/\(pid)/stat at the window edges (server gone?)")
             }
-            let ticksPerSecond = ProcessCPU.ticksPerSecond
-            let ticks = cpu.ticks.user + cpu.ticks.system
-            let seconds = Double(ticks) / Double(ticksPerSecond)
-            let userSeconds = Double(cpu.ticks.user) / Double(ticksPerSecond)
-            fields += [
-                ("server_pid", "\(pid)"),
-                ("server_cpu_ticks", "\(ticks)"),
-                ("server_user_ticks", "\(cpu.ticks.user)"),
-                ("server_system_ticks", "\(cpu.ticks.system)"),
-                ("clock_ticks_per_second", "\(ticksPerSecond)"),
-                ("server_cpu_seconds", json(seconds)),
-                ("server_cpu_sample_seconds", json(cpu.wall)),
-                ("server_cpu_us_per_datagram", datagrams > 0 ? json(seconds * 1e6 / Double(datagrams)) : "null"),
-                ("server_user_us_per_datagram", datagrams > 0 ? json(userSeconds * 1e6 / Double(datagrams)) : "null"),
-            ]
+            fields += ServerCPUSampler.fields(pid: pid, cpu: cpu, count: datagrams, unit: "datagram")
         }
-        writeLine("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}", to: STDOUT_FILENO)
+        writeLine(jsonObject(fields), to: STDOUT_FILENO)
         if lossFraction > self.maxLoss {
             Self.die(
                 "lost \(lostInWindow) of \(datagrams + lostInWindow) datagrams in the window "
@@ -209,56 +178,5 @@ struct UDPEchoLoad: ParsableCommand {
     private static func die(_ message: String) -> Never {
         writeLine("UDPEchoLoad: \(message)", to: STDERR_FILENO)
         terminate(1)
-    }
-}
-
-/// Server CPU ticks between the window edges, and the wall time between the two reads.
-private struct CPUWindow: Sendable {
-    var ticks: ProcessCPU.Ticks
-    var wall: Double
-}
-
-/// `HOST:PORT`, with `[v6]:PORT` for IPv6 literals.
-struct HostPort {
-    var host: String
-    var port: Int
-
-    init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-            (1...65535).contains(port)
-        else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = String(host.dropFirst().dropLast())
-        }
-        guard !host.isEmpty else { return nil }
-        self.host = host
-        self.port = port
-    }
-}
-
-/// Ends the process at once with `status` (libc `exit`; `ParsableCommand.exit` shadows the name).
-private func terminate(_ status: Int32) -> Never {
-    exit(status)
-}
-
-/// A finite Double as a JSON number.
-private func json(_ value: Double) -> String {
-    value.isFinite ? "\(value)" : "null"
-}
-
-/// Writes `text` and a newline straight to file descriptor `fd` (no stdio buffering to flush).
-func writeLine(_ text: String, to fd: Int32) {
-    var line = text + "\n"
-    line.withUTF8 { bytes in
-        var rest = UnsafeRawBufferPointer(bytes)
-        while !rest.isEmpty {
-            let written = write(fd, rest.baseAddress, rest.count)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            rest = UnsafeRawBufferPointer(rebasing: rest[written...])
-        }
     }
 }
