@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "Tulip", targets: ["Tulip"]),
         .library(name: "TulipDaemon", targets: ["TulipDaemon"]),
         .library(name: "TulipPlugins", targets: ["TulipPlugins"]),
+        .library(name: "TulipSystemd", targets: ["TulipSystemd"]),
         .library(name: "TulipTestKit", targets: ["TulipTestKit"]),
         .executable(name: "tulipd", targets: ["tulipd"]),
     ],
@@ -35,11 +36,23 @@ let package = Package(
             dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
         ),
 
+        // MARK: - systemd
+
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "TulipSystemd",
+            dependencies: ["CSystemd", logging]
+        ),
+
         // MARK: - Daemon
 
         .target(
             name: "TulipDaemon",
-            dependencies: ["Tulip", nioCore, nioPosix, nioConcurrencyHelpers, logging]
+            dependencies: ["Tulip", "TulipSystemd", nioCore, nioPosix, nioConcurrencyHelpers, logging]
         ),
         .target(
             name: "TulipPlugins",
@@ -64,6 +77,10 @@ let package = Package(
             dependencies: ["Tulip", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
         ),
         .testTarget(
+            name: "TulipSystemdTests",
+            dependencies: ["TulipSystemd", logging]
+        ),
+        .testTarget(
             name: "TulipDaemonTests",
             dependencies: ["TulipDaemon", "TulipPlugins", "Tulip", nioCore, nioPosix, logging]
         ),
@@ -76,7 +93,7 @@ let package = Package(
 
 // MARK: - Standard settings
 
-for target in package.targets {
+for target in package.targets where target.type != .system {
     var settings = target.swiftSettings ?? []
     settings.append(.swiftLanguageMode(.v6))
     settings.append(.enableUpcomingFeature("ExistentialAny"))

@@ -1,0 +1,95 @@
+import CSystemd
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// The one chokepoint for every C call of this module (STYLE §4.7). libsystemd returns `-errno`;
+// POSIX calls return -1 and set `errno`, which is read right after the call and returned negated,
+// so every wrapper here reports failure the libsystemd way.
+
+@inline(never)
+func system_sd_notify(unsetEnvironment: Bool, _ state: String) -> CInt {
+    state.withCString { sd_notify(unsetEnvironment ? 1 : 0, $0) }
+}
+
+@inline(never)
+func system_sd_watchdog_enabled(unsetEnvironment: Bool, _ microseconds: inout UInt64) -> CInt {
+    sd_watchdog_enabled(unsetEnvironment ? 1 : 0, &microseconds)
+}
+
+@inline(never)
+func system_sd_listen_fds(unsetEnvironment: Bool) -> CInt {
+    sd_listen_fds(unsetEnvironment ? 1 : 0)
+}
+
+/// `sd_listen_fds_with_names`, with the names copied into Swift strings and freed.
+@inline(never)
+func system_sd_listen_fds_with_names(unsetEnvironment: Bool) -> (CInt, [String]) {
+    var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
+    let count = sd_listen_fds_with_names(unsetEnvironment ? 1 : 0, &names)
+    var result: [String] = []
+    if let names {
+        var index = 0
+        while let name = names[index] {
+            result.append(String(cString: name))
+            free(name)
+            index += 1
+        }
+        free(names)
+    }
+    return (count, result)
+}
+
+@inline(never)
+func system_sd_journal_sendv(_ iov: UnsafePointer<iovec>, _ count: CInt) -> CInt {
+    sd_journal_sendv(iov, count)
+}
+
+/// `getsockopt(fd, SOL_SOCKET, option)` for an `int` option; `-errno` on failure.
+@inline(never)
+func system_getsockopt_int(_ fd: CInt, _ option: CInt) -> CInt {
+    var value: CInt = 0
+    var length = socklen_t(MemoryLayout<CInt>.size)
+    if getsockopt(fd, SOL_SOCKET, option, &value, &length) != 0 { return -errno }
+    return value
+}
+
+@inline(never)
+func system_close(_ fd: CInt) -> CInt {
+    close(fd) == 0 ? 0 : -errno
+}
+
+/// Sends `message` as one datagram to the unix socket `path` (a leading `@` names an abstract
+/// socket), what `sd_notify` does with `NOTIFY_SOCKET`; `-errno` on failure.
+@inline(never)
+func system_send_datagram(path: String, _ message: String) -> CInt {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    var bytes = Array(path.utf8)
+    if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
+    let capacity = MemoryLayout.size(ofValue: address.sun_path)
+    guard !bytes.isEmpty, bytes.count < capacity else { return -EINVAL }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+    }
+    let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (bytes[0] == 0 ? 0 : 1))
+    let fd = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+    if fd < 0 { return -errno }
+    defer { close(fd) }
+    let sent = message.withCString { text in
+        withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, text, strlen(text), CInt(MSG_NOSIGNAL), $0, length)
+            }
+        }
+    }
+    return sent < 0 ? -errno : 0
+}
+
+/// The `strerror` text of a positive errno.
+func errnoDescription(_ code: CInt) -> String {
+    String(cString: strerror(code))
+}
