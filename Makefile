@@ -2,7 +2,7 @@
 SWIFT        ?= swift
 CONFIG       ?= config/tulipd.json
 PYTHON       ?= python3
-APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat
+APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat systemd
 TULIPD       := .build/debug/tulipd
 
 .PHONY: run test build deps lint bench clean

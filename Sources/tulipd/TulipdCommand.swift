@@ -86,7 +86,15 @@ extension TulipdCommand {
             loop.setExceptionHandler { context in
                 logger.warning("\(context.message)", metadata: context.error.map { ["error": "\($0)"] } ?? [:])
             }
-            let daemon = Daemon(plan: plan, loop: loop, logger: logger)
+            let systemd: DaemonSystemd
+            do {
+                systemd = try DaemonSystemd.fromProcessEnvironment()
+            } catch {
+                printError("\(error)")
+                try? loop.close()
+                throw ExitCode.failure
+            }
+            let daemon = Daemon(plan: plan, loop: loop, logger: logger, systemd: systemd)
             do {
                 try loop.runUntilComplete { try await daemon.run() }
             } catch let error as DaemonStartupError {

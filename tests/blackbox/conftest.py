@@ -389,6 +389,10 @@ class Daemon:
         self.argv: list[str] = []
         self.started_at: float | None = None
         self.exited_at: float | None = None
+        # Prepended to the command line (e.g. systemd-socket-activate ...) and added to the
+        # clean environment (e.g. NOTIFY_SOCKET), for the systemd tests.
+        self.argv_prefix: list[str] = []
+        self.extra_env: dict[str, str] = {}
 
     # -- lifecycle --------------------------------------------------------
 
@@ -427,14 +431,18 @@ class Daemon:
         write_config(self.config_path, self.config)
         if args is None:
             args = ["run", "--config", "{config}"]
-        self.argv = [str(self.binary)] + [a.replace("{config}", str(self.config_path)) for a in args]
+        self.argv = (
+            list(self.argv_prefix)
+            + [str(self.binary)]
+            + [a.replace("{config}", str(self.config_path)) for a in args]
+        )
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                env=clean_env(),
+                env={**clean_env(), **self.extra_env},
                 cwd=str(self.workdir),
                 start_new_session=True,  # a ^C to pytest does not hit the daemon
             )

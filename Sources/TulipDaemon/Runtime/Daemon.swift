@@ -2,6 +2,7 @@ import Dispatch
 import Logging
 import NIOCore
 import Tulip
+import TulipSystemd
 
 #if canImport(Glibc)
 import Glibc
@@ -50,12 +51,29 @@ public final class Daemon: @unchecked Sendable {
     private var stopped: CheckedContinuation<Void, Never>?
     private var timers: [Handle] = []
     private var stopRequestedDuringStartup = false
+    private let systemd: DaemonSystemd
+    /// Passed sockets not adopted yet, by name.
+    private var passedSockets: [String: [ListenFileDescriptor]] = [:]
+    private var lastStatusAt: NIODeadline?
+    private var statusTimer: Handle?
+    private var watchdogTimer: Handle?
+    private var drainTimer: Handle?
+    private var drainOpenConnections = 0
 
-    /// Makes a daemon for `plan` on `loop`.
-    public init(plan: DaemonPlan, loop: TulipLoop, logger: Logger) {
+    /// How often a drain checks its progress, and how much more stop time it asks systemd for
+    /// (`EXTEND_TIMEOUT_USEC`) when connections closed since the last check.
+    static let drainProgressInterval: TimeAmount = .seconds(1)
+    static let drainExtension: TimeAmount = .seconds(5)
+    /// `STATUS=` is sent at most this often.
+    static let statusInterval: TimeAmount = .seconds(1)
+
+    /// Makes a daemon for `plan` on `loop`; `systemd` has the sockets, notify socket and watchdog
+    /// the service manager gave.
+    public init(plan: DaemonPlan, loop: TulipLoop, logger: Logger, systemd: DaemonSystemd = .none) {
         self.plan = plan
         self.loop = loop
         self.logger = logger
+        self.systemd = systemd
     }
 
     /// Starts every listener, serves until a stop signal and drains.
@@ -66,7 +84,9 @@ public final class Daemon: @unchecked Sendable {
         self.loop.eventLoop.preconditionInEventLoop()
         self.installSignalHandlers()
         defer { self.removeSignalHandlers() }
+        self.startWatchdog()
         do {
+            try self.claimPassedSockets()
             for listener in self.plan.listeners {
                 self.listeners.append(try await self.start(listener))
             }
@@ -76,9 +96,15 @@ public final class Daemon: @unchecked Sendable {
                 listener.datagrams?.abortAll()
             }
             self.listeners = []
+            self.closeUnadoptedSockets()
+            self.cancelSystemdTimers()
+            let startup = error as? DaemonStartupError
+            self.systemd.notifier.errno(startup?.errno ?? EINVAL, status: "start-up failed: \(error)")
             throw error
         }
         self.state = .serving
+        self.systemd.notifier.ready(status: self.statusLine())
+        self.lastStatusAt = .now()
         if self.stopRequestedDuringStartup { self.beginDrain() }
         self.logger.info(
             "tulipd ready",
@@ -101,9 +127,13 @@ public final class Daemon: @unchecked Sendable {
         logger[metadataKey: "listener"] = "\(configuration.name)"
         logger[metadataKey: "protocol"] = "\(listener.plugin.name)"
         let observer = ConnectionLogger(logger: logger)
+        if self.systemd.notifier.isEnabled {
+            observer.onChange = { [weak self] in self?.statusChanged() }
+        }
         let factory = listener.factory
+        let passed = try self.takePassedSockets(for: configuration)
         if configuration.endpoint.kind.isDatagram {
-            return try await self.startDatagram(listener, logger: logger, observer: observer)
+            return try await self.startDatagram(listener, passed: passed, logger: logger, observer: observer)
         }
         let server: any ServingListener
         let address: String
@@ -122,6 +152,16 @@ public final class Daemon: @unchecked Sendable {
                 return RunningListener(plan: plan, server: listener, datagrams: nil, observer: observer)
             case .tcp(let tcp):
                 address = Self.describe(hosts: tcp.hosts, port: tcp.port)
+                if let socket = passed.first {
+                    server = try await self.loop.createServer(
+                        sock: socket.fd,
+                        backlog: tcp.backlog,
+                        keepAlive: tcp.keepAlive,
+                        observer: observer,
+                        makeProtocol: { try factory.makeStreamProtocol() }
+                    )
+                    break
+                }
                 server = try await self.loop.createServer(
                     host: tcp.hosts.isEmpty ? nil : tcp.hosts,
                     port: tcp.port,
@@ -134,6 +174,17 @@ public final class Daemon: @unchecked Sendable {
                 )
             case .unix(let unix):
                 address = unix.path
+                if let socket = passed.first {
+                    // The socket file is systemd's: it is neither chmod-ed nor unlinked here.
+                    server = try await self.loop.createUnixServer(
+                        sock: socket.fd,
+                        backlog: unix.backlog,
+                        cleanupSocket: false,
+                        observer: observer,
+                        makeProtocol: { try factory.makeStreamProtocol() }
+                    )
+                    break
+                }
                 server = try await self.loop.createUnixServer(
                     path: unix.path,
                     backlog: unix.backlog,
@@ -156,10 +207,17 @@ public final class Daemon: @unchecked Sendable {
                 "cannot start listener",
                 metadata: ["listener": "\(configuration.name)", "address": "\(address)", "error": "\(error.message)"]
             )
-            throw DaemonStartupError(listener: configuration.name, address: address, reason: error.message)
+            throw DaemonStartupError(
+                listener: configuration.name,
+                address: address,
+                reason: error.message,
+                errno: error.errno
+            )
         }
         let bound = (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ") ?? ""
-        logger.info("listening", metadata: ["address": "\(bound.isEmpty ? address : bound)"])
+        var metadata: Logger.Metadata = ["address": "\(bound.isEmpty ? address : bound)"]
+        if let socket = passed.first { metadata["fd"] = "\(socket.fd)" }
+        logger.info(passed.isEmpty ? "listening" : "listening on a socket passed by systemd", metadata: metadata)
         return RunningListener(plan: listener, server: server, datagrams: nil, observer: observer)
     }
 
@@ -167,6 +225,7 @@ public final class Daemon: @unchecked Sendable {
     /// or the `unix_datagram` path; each gets its own protocol object.
     private func startDatagram(
         _ listener: DaemonPlan.Listener,
+        passed: [ListenFileDescriptor],
         logger: Logger,
         observer: ConnectionLogger
     ) async throws -> RunningListener {
@@ -180,6 +239,17 @@ public final class Daemon: @unchecked Sendable {
         var address = Self.describe(configuration.endpoint)
         var opened: [DatagramTransport] = []
         do {
+            if !passed.isEmpty {
+                for socket in passed {
+                    address = "fd \(socket.fd)"
+                    let (transport, _) = try await self.loop.createDatagramEndpoint(
+                        sock: socket.fd,
+                        makeProtocol: makeProtocol
+                    )
+                    opened.append(transport)
+                }
+                return RunningListener(plan: listener, server: nil, datagrams: group, observer: observer)
+            }
             switch configuration.endpoint {
             case .udp(let udp):
                 for host in udp.hosts.isEmpty ? ["0.0.0.0"] : udp.hosts {
@@ -210,7 +280,12 @@ public final class Daemon: @unchecked Sendable {
                 "cannot start listener",
                 metadata: ["listener": "\(configuration.name)", "address": "\(address)", "error": "\(reason)"]
             )
-            throw DaemonStartupError(listener: configuration.name, address: address, reason: reason)
+            throw DaemonStartupError(
+                listener: configuration.name,
+                address: address,
+                reason: reason,
+                errno: (error as? TulipError)?.errno
+            )
         }
         return RunningListener(plan: listener, server: nil, datagrams: group, observer: observer)
     }
@@ -260,6 +335,12 @@ public final class Daemon: @unchecked Sendable {
 
     private func beginDrain() {
         self.state = .draining
+        self.drainOpenConnections = self.openConnections
+        self.systemd.notifier.stopping(status: self.statusLine())
+        self.lastStatusAt = .now()
+        if self.systemd.notifier.isEnabled {
+            self.scheduleDrainProgressCheck()
+        }
         for listener in self.listeners {
             listener.server?.close()
             listener.server?.requestClientShutdown()
@@ -308,8 +389,142 @@ public final class Daemon: @unchecked Sendable {
         self.state = .stopped
         for timer in self.timers { timer.cancel() }
         self.timers = []
+        self.cancelSystemdTimers()
         self.stopped?.resume()
         self.stopped = nil
+    }
+
+    // MARK: - systemd
+
+    /// Groups the passed sockets by name; those no listener is named after are logged and closed.
+    private func claimPassedSockets() throws {
+        let names = Set(self.plan.listeners.map(\.configuration.name))
+        for socket in self.systemd.passedSockets {
+            if names.contains(socket.name) {
+                self.passedSockets[socket.name, default: []].append(socket)
+            } else {
+                self.logger.warning(
+                    "closing a socket passed by systemd that no listener is named after",
+                    metadata: ["fd": "\(socket.fd)", "fd_name": "\(socket.name)"]
+                )
+                ListenFileDescriptors.close(socket.fd)
+            }
+        }
+    }
+
+    /// The passed sockets for `configuration`, type-checked against the listener's kind.
+    private func takePassedSockets(for configuration: ListenerConfiguration) throws -> [ListenFileDescriptor] {
+        guard let passed = self.passedSockets.removeValue(forKey: configuration.name) else { return [] }
+        let address = Self.describe(configuration.endpoint)
+        func mismatch(_ reason: String) -> DaemonStartupError {
+            for socket in passed { ListenFileDescriptors.close(socket.fd) }
+            return DaemonStartupError(listener: configuration.name, address: address, reason: reason, errno: EINVAL)
+        }
+        let kind = configuration.endpoint.kind
+        guard let expected = configuration.endpoint.expectedSocketKind else {
+            throw mismatch(
+                "systemd passed a socket named \"\(configuration.name)\", but listener \"\(configuration.name)\" is a \(kind) listener, which cannot adopt sockets"
+            )
+        }
+        for socket in passed {
+            let actual: SocketKind
+            do {
+                actual = try SocketKind(fd: socket.fd)
+            } catch {
+                throw mismatch("systemd passed fd \(socket.fd) named \"\(socket.name)\": \(error)")
+            }
+            guard actual.matches(expected) else {
+                throw mismatch(
+                    "the socket \"\(socket.name)\" passed by systemd (fd \(socket.fd)) is \(actual), but listener \"\(configuration.name)\" is a \(kind) listener and needs \(expected)"
+                )
+            }
+        }
+        if passed.count > 1, !kind.isDatagram {
+            throw mismatch(
+                "systemd passed \(passed.count) sockets named \"\(configuration.name)\"; a \(kind) listener adopts one (use one socket unit per address)"
+            )
+        }
+        return passed
+    }
+
+    private func closeUnadoptedSockets() {
+        for socket in self.passedSockets.values.joined() { ListenFileDescriptors.close(socket.fd) }
+        self.passedSockets = [:]
+    }
+
+    private var openConnections: Int {
+        self.listeners.reduce(0) { $0 + $1.observer.openConnections }
+    }
+
+    /// `N listeners, M open connections`, or `draining, M open connections`.
+    private func statusLine() -> String {
+        let open = self.openConnections
+        let connections = "\(open) open connection\(open == 1 ? "" : "s")"
+        switch self.state {
+        case .draining, .aborting: return "draining, \(connections)"
+        default:
+            let count = self.listeners.count
+            return "\(count) listener\(count == 1 ? "" : "s"), \(connections)"
+        }
+    }
+
+    /// A connection opened or closed: sends `STATUS=` now, or once a second has passed since the
+    /// last one.
+    private func statusChanged() {
+        guard self.state == .serving || self.state == .draining, self.statusTimer == nil else { return }
+        let now = NIODeadline.now()
+        if let last = self.lastStatusAt, now - last < Self.statusInterval {
+            self.statusTimer = try? self.loop.callLater(Self.statusInterval - (now - last)) { [weak self] in
+                guard let self else { return }
+                self.statusTimer = nil
+                self.sendStatus()
+            }
+        } else {
+            self.sendStatus()
+        }
+    }
+
+    private func sendStatus() {
+        guard self.state == .serving || self.state == .draining else { return }
+        self.lastStatusAt = .now()
+        self.systemd.notifier.status(self.statusLine())
+    }
+
+    /// Pets the watchdog from the loop at half of `WATCHDOG_USEC`, so a blocked loop stops petting.
+    private func startWatchdog() {
+        guard let microseconds = self.systemd.watchdogMicroseconds, self.systemd.notifier.isEnabled else { return }
+        let half = TimeAmount.microseconds(Int64(clamping: max(microseconds / 2, 1)))
+        self.logger.debug("watchdog enabled", metadata: ["interval_usec": "\(microseconds)"])
+        self.petWatchdog(every: half)
+    }
+
+    private func petWatchdog(every interval: TimeAmount) {
+        self.systemd.notifier.watchdog()
+        self.watchdogTimer = try? self.loop.callLater(interval) { [weak self] in
+            self?.petWatchdog(every: interval)
+        }
+    }
+
+    /// While a drain closes connections, asks systemd for more stop time.
+    private func scheduleDrainProgressCheck() {
+        self.drainTimer = try? self.loop.callLater(Self.drainProgressInterval) { [weak self] in
+            guard let self, self.state == .draining || self.state == .aborting else { return }
+            let open = self.openConnections
+            if open > 0, open < self.drainOpenConnections {
+                self.systemd.notifier.extendTimeout(
+                    microseconds: UInt64(Self.drainExtension.nanoseconds / 1000)
+                )
+            }
+            self.drainOpenConnections = open
+            self.scheduleDrainProgressCheck()
+        }
+    }
+
+    private func cancelSystemdTimers() {
+        for timer in [self.statusTimer, self.watchdogTimer, self.drainTimer] { timer?.cancel() }
+        self.statusTimer = nil
+        self.watchdogTimer = nil
+        self.drainTimer = nil
     }
 
     // MARK: - Descriptions

@@ -6,6 +6,8 @@ public struct DaemonStartupError: Error, Sendable, CustomStringConvertible {
     public var address: String
     /// What went wrong.
     public var reason: String
+    /// The `errno` behind it, when there is one (sent to systemd as `ERRNO=`).
+    public var errno: Int32? = nil
 
     public var description: String {
         "listener \"\(self.listener)\" could not listen on \(self.address): \(self.reason)"
