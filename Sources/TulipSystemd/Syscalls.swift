@@ -93,3 +93,16 @@ func system_send_datagram(path: String, _ message: String) -> CInt {
 func errnoDescription(_ code: CInt) -> String {
     String(cString: strerror(code))
 }
+
+/// `fstat(fd)`'s device and inode, or nil when `fd` is not open.
+@inline(never)
+func system_fstat_device_inode(_ fd: CInt) -> (UInt64, UInt64)? {
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { return nil }
+    return (UInt64(info.st_dev), UInt64(info.st_ino))
+}
+
+@inline(never)
+func system_access_writable(_ path: String) -> Bool {
+    access(path, W_OK) == 0
+}

@@ -78,9 +78,10 @@ extension TulipdCommand {
         func run() throws {
             let levelOverride = self.logLevel
             let (plan, logger) = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { log in
-                let format: StderrLogHandler.Format = log.format == .json ? .json : .text
                 let level = levelOverride ?? log.level
-                return Logger(label: "tulipd") { label in StderrLogHandler(label: label, format: format, level: level) }
+                return Logger(label: "tulipd") { label in
+                    DaemonLogHandler.make(label: label, format: log.format, level: level)
+                }
             }
             let loop = TulipLoop()
             loop.setExceptionHandler { context in

@@ -246,3 +246,17 @@ def test_watchdog_for_another_pid_is_not_petted(daemon, notify_socket):
         while True:
             notify_socket.next(0.2)
     assert not [m for _, m in notify_socket.received if m == "WATCHDOG=1"], notify_socket.received
+
+
+# --------------------------------------------------------------------------
+# journald log format
+
+
+def test_journald_format_is_accepted_and_falls_back_to_stderr_without_a_journal(daemon, tmp_path):
+    if os.path.exists("/run/systemd/journal/socket"):
+        pytest.skip("a journal runs here: entries go there, not to stderr")
+    daemon.start(make_config(tcp_listener("echo", "echo"), fmt="journald"))
+    with daemon.connect("echo") as s:
+        echo_roundtrip(s, b"logged\n")
+    daemon.stop(signal.SIGTERM, timeout=10, returncode=EX_OK)
+    assert "tulipd ready" in daemon.stderr_text, tail(daemon.stderr_text)

@@ -28,15 +28,6 @@ public struct DaemonPlan: Sendable {
     public init(configuration: DaemonConfiguration, registry: PluginRegistry, logger: Logger) throws {
         var errors: [ConfigurationError] = []
         var listeners: [Listener] = []
-        if configuration.log.format == .journald {
-            errors.append(
-                .invalidValue(
-                    "\"journald\" is not supported yet in this build; use \"auto\", \"text\" or \"json\"",
-                    keyPath: "log.format",
-                    at: nil
-                )
-            )
-        }
         for listener in configuration.listeners {
             let path = listener.keyPath
             guard let plugin = registry.entry(named: listener.protocolName) else {
