@@ -108,7 +108,9 @@ public struct JournaldLogHandler: LogHandler {
         }
     }
 
-    /// The journal field a metadata key becomes: upper-case ASCII letters, digits and `_` (any
+    /// The journal field a metadata key becomes.
+    ///
+    /// Upper-case ASCII letters, digits and `_` (any
     /// other character becomes `_`), no leading `_` (those are the journal's trusted fields), not
     /// starting with a digit, at most 64 characters; the names this handler sets itself get a
     /// `META_` prefix. Nil when nothing is left (`"__"`).

@@ -77,11 +77,18 @@ extension TulipdCommand {
 
         func run() throws {
             let levelOverride = self.logLevel
-            let (plan, logger) = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { log in
-                let level = levelOverride ?? log.level
-                return Logger(label: "tulipd") { label in
-                    DaemonLogHandler.make(label: label, format: log.format, level: level)
+            let plan: DaemonPlan
+            let logger: Logger
+            do {
+                (plan, logger) = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { log in
+                    let level = levelOverride ?? log.level
+                    return Logger(label: "tulipd") { label in
+                        DaemonLogHandler.make(label: label, format: log.format, level: level)
+                    }
                 }
+            } catch let exit as ExitCode where exit.rawValue == exitConfigurationError {
+                DaemonSystemd.notifyStartupFailure(errno: EINVAL, status: "configuration error in \(self.options.config)")
+                throw exit
             }
             let loop = TulipLoop()
             loop.setExceptionHandler { context in

@@ -260,3 +260,31 @@ def test_journald_format_is_accepted_and_falls_back_to_stderr_without_a_journal(
         echo_roundtrip(s, b"logged\n")
     daemon.stop(signal.SIGTERM, timeout=10, returncode=EX_OK)
     assert "tulipd ready" in daemon.stderr_text, tail(daemon.stderr_text)
+
+
+def test_drain_making_progress_extends_the_stop_timeout(daemon, notify_socket):
+    daemon.extra_env = {"NOTIFY_SOCKET": notify_socket.path}
+    daemon.start(make_config(tcp_listener("echo", "echo"), grace=10))
+    notify_socket.wait_for(lambda m: "READY=1" in m.splitlines())
+    clients = [daemon.connect("echo") for _ in range(3)]
+    try:
+        for s in clients:
+            echo_roundtrip(s, b"before the drain\n")
+        daemon.signal(signal.SIGTERM)
+        notify_socket.wait_for(lambda m: "STOPPING=1" in m.splitlines())
+        clients.pop().close()  # progress: one connection fewer
+        extend = notify_socket.wait_for(lambda m: m.startswith("EXTEND_TIMEOUT_USEC="), timeout=4)
+        assert int(extend.split("=", 1)[1]) > 0, extend
+    finally:
+        for s in clients:
+            s.close()
+    daemon.wait(timeout=15, returncode=EX_OK)
+
+
+def test_configuration_error_is_notified(daemon, notify_socket):
+    daemon.extra_env = {"NOTIFY_SOCKET": notify_socket.path}
+    daemon.start(make_config(tcp_listener("echo", "no-such-plugin")), wait_ready=False)
+    daemon.wait(timeout=10, returncode=78)
+    message = notify_socket.wait_for(lambda m: "ERRNO=" in m)
+    assert "ERRNO=22" in message.splitlines(), message  # EINVAL
+    assert any(line.startswith("STATUS=") and "configuration" in line for line in message.splitlines()), message

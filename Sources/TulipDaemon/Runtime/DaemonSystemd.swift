@@ -46,6 +46,14 @@ public struct DaemonSystemd: Sendable {
     }
 }
 
+extension DaemonSystemd {
+    /// Tells the service manager (when `NOTIFY_SOCKET` is set) why start-up failed before a
+    /// daemon existed, for example a configuration error: `STATUS=` and `ERRNO=`.
+    public static func notifyStartupFailure(errno code: Int32, status: String) {
+        SystemdNotifier().errno(code, status: status)
+    }
+}
+
 extension ListenerEndpoint {
     /// The socket a passed descriptor must be to serve this listener; nil for pipes.
     var expectedSocketKind: SocketKind? {
