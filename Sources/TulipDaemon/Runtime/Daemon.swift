@@ -82,7 +82,7 @@ public final class Daemon: @unchecked Sendable {
     /// - Throws: ``DaemonStartupError`` when a listener cannot be set up; nothing is left bound.
     public func run() async throws {
         self.loop.eventLoop.preconditionInEventLoop()
-        self.installSignalHandlers()
+        await self.installSignalHandlers()
         defer { self.removeSignalHandlers() }
         self.startWatchdog()
         do {
@@ -292,14 +292,20 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: - Signals
 
-    private func installSignalHandlers() {
+    /// Returns once both signal sources are registered: until then the signals are `SIG_IGN` and
+    /// one that arrives is lost (dispatch registers sources asynchronously), which a fast start
+    /// under socket activation made visible.
+    private func installSignalHandlers() async {
         for signalNumber in [SIGTERM, SIGINT] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [self] in
                 _ = try? self.loop.callSoonThreadsafe { self.handleSignal(signalNumber) }
             }
-            source.resume()
+            await withCheckedContinuation { (registered: CheckedContinuation<Void, Never>) in
+                source.setRegistrationHandler { registered.resume() }
+                source.resume()
+            }
             self.signalSources.append(source)
         }
     }
