@@ -164,8 +164,7 @@ extension TulipLoop {
         )
     }
 
-    private func resolveDatagram(_ host: String, _ port: Int, _ family: AddressFamily) async throws -> [SocketAddress]
-    {
+    private func resolveDatagram(_ host: String, _ port: Int, _ family: AddressFamily) async throws -> [SocketAddress] {
         if let numeric = try? SocketAddress(ipAddress: host, port: port) { return [numeric] }
         return try await self.runInExecutor {
             var hints = addrinfo()
@@ -174,7 +173,10 @@ extension TulipLoop {
             var list: UnsafeMutablePointer<addrinfo>?
             let status = Glibc.getaddrinfo(host, String(port), &hints, &list)
             guard status == 0 else {
-                throw TulipError.make(.resolutionFailed, "getaddrinfo(\(host)): \(String(cString: gai_strerror(status)))")
+                throw TulipError.make(
+                    .resolutionFailed,
+                    "getaddrinfo(\(host)): \(String(cString: gai_strerror(status)))"
+                )
             }
             defer { freeaddrinfo(list) }
             var addresses: [SocketAddress] = []
@@ -205,7 +207,8 @@ extension TulipLoop {
         unixFile: BoundSocket.UnixSocketFile?,
         makeProtocol: @escaping @Sendable () throws -> any DatagramProtocol
     ) async throws -> (DatagramTransport, any DatagramProtocol) {
-        let isUnix = ((try? BoundSocket.localAddress(of: fd)) ?? nil).map { CInt($0.protocol.rawValue) == AF_UNIX } ?? false
+        let isUnix =
+            ((try? BoundSocket.localAddress(of: fd)) ?? nil).map { CInt($0.protocol.rawValue) == AF_UNIX } ?? false
         let box = try await self.eventLoop.flatSubmit { () -> EventLoopFuture<EndpointBox> in
             let protocolObject: any DatagramProtocol
             do {

@@ -64,7 +64,10 @@ extension TulipLoop {
             throw TulipError.invalidArgument("count must be a positive integer (got \(count))")
         }
         if transport.isPipe {
-            throw TulipError.make(.sendfileNotSupported, "sendfile is not supported for transport \(transport.connectionID)")
+            throw TulipError.make(
+                .sendfileNotSupported,
+                "sendfile is not supported for transport \(transport.connectionID)"
+            )
         }
         if transport.isClosing { throw TulipError.make(.transportClosing, "Transport is closing") }
         if transport.sendfileMode != .none { throw ChannelTransport.sendfileInProgress() }
@@ -94,7 +97,8 @@ extension TulipLoop {
         return min(available, count ?? Int.max)
     }
 
-    private func sendfileNative(_ transport: ChannelTransport, file: CInt, offset: Int, length: Int) async throws -> Int {
+    private func sendfileNative(_ transport: ChannelTransport, file: CInt, offset: Int, length: Int) async throws -> Int
+    {
         guard length > 0 else {
             lseek(file, off_t(offset), SEEK_SET)  // SF-8, SF-9: an empty file or offset at EOF
             return 0
@@ -128,7 +132,12 @@ extension TulipLoop {
         }
     }
 
-    private func sendfileFallback(_ transport: ChannelTransport, file: CInt, offset: Int, count: Int?) async throws -> Int {
+    private func sendfileFallback(
+        _ transport: ChannelTransport,
+        file: CInt,
+        offset: Int,
+        count: Int?
+    ) async throws -> Int {
         let wasReading = transport.isReading
         let pausedBefore = transport.isWritingPaused
         transport.pauseReading()
@@ -276,10 +285,14 @@ final class NativeSendfile {
                 self.position = max(self.position, self.reached)
                 if self.truncated {
                     let sent = self.position - self.startOffset
-                    self.finish(.failure(TulipError.make(
-                        .fileTruncated,
-                        "the file shrank during sendfile; \(sent) bytes were sent and the transport was aborted"
-                    )))
+                    self.finish(
+                        .failure(
+                            TulipError.make(
+                                .fileTruncated,
+                                "the file shrank during sendfile; \(sent) bytes were sent and the transport was aborted"
+                            )
+                        )
+                    )
                 } else {
                     self.finish(.failure(Self.connectionLost(error)))
                 }

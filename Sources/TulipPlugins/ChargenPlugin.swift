@@ -16,7 +16,10 @@ public struct ChargenPlugin: Plugin {
     /// (444 bytes, within the RFC's 512), continuing the rotation from the endpoint's previous
     /// reply, within the rate limit. The RFC's random length is replaced by a fixed one so replies
     /// are predictable.
-    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+    public static func makeProtocolFactory(
+        options: DatagramOptions,
+        context: PluginContext
+    ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         let logger = context.logger
         return StreamAndDatagramProtocolFactory(stream: { ChargenProtocol() }) {

@@ -10,7 +10,10 @@ public struct DiscardPlugin: Plugin {
     public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram, .pipe]
 
     /// Over datagrams nothing is ever sent, so `rate_limit` has nothing to limit.
-    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+    public static func makeProtocolFactory(
+        options: DatagramOptions,
+        context: PluginContext
+    ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         return StreamAndDatagramProtocolFactory(stream: { DiscardProtocol() }) {
             DatagramReplyProtocol(limit: nil) { _, _ in nil }

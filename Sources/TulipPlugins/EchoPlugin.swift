@@ -14,7 +14,10 @@ public struct EchoPlugin: Plugin {
     public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram, .pipe]
 
     /// Over datagrams each request is sent back as it is, within the rate limit.
-    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+    public static func makeProtocolFactory(
+        options: DatagramOptions,
+        context: PluginContext
+    ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         let logger = context.logger
         return StreamAndDatagramProtocolFactory(stream: { EchoProtocol() }) {

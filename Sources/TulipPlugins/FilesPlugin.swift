@@ -30,7 +30,8 @@ public struct FilesPlugin: Plugin {
     }
 
     public static let name = "files"
-    public static let summary = "Sends the file named by one request line under options.root (OK <size> + bytes, or ERR)"
+    public static let summary =
+        "Sends the file named by one request line under options.root (OK <size> + bytes, or ERR)"
     public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
 
     /// The longest request line, without its `\n`.
@@ -100,7 +101,8 @@ public final class FilesRoot: Sendable {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
-            let message = code == ENOTDIR
+            let message =
+                code == ENOTDIR
                 ? "\"\(path)\" is not a directory"
                 : "cannot open directory \"\(path)\": \(String(cString: strerror(code)))"
             throw OpenError(message: message)

@@ -16,4 +16,3 @@ public struct RateLimit: Sendable, Hashable {
         self.burst = burst
     }
 }
-

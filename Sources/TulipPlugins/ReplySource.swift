@@ -18,9 +18,11 @@ struct ReplySource: Hashable, Sendable {
         switch address {
         case .v4:
             // sockaddr_in: family (2 bytes), port (2), address (4).
-            self.storage = .v4(address.withSockAddr { pointer, _ in
-                UnsafeRawPointer(pointer).loadUnaligned(fromByteOffset: 4, as: UInt32.self)
-            })
+            self.storage = .v4(
+                address.withSockAddr { pointer, _ in
+                    UnsafeRawPointer(pointer).loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+                }
+            )
         case .v6:
             // sockaddr_in6: family (2), port (2), flow info (4), address (16).
             self.storage = address.withSockAddr { pointer, _ in

@@ -20,7 +20,10 @@ public struct TimePlugin: Plugin {
     public static let epochOffset: UInt64 = 2_208_988_800
 
     /// Over datagrams (RFC 868's UDP form) any request gets the four bytes, within the rate limit.
-    public static func makeProtocolFactory(options: DatagramOptions, context: PluginContext) throws -> any ProtocolFactory {
+    public static func makeProtocolFactory(
+        options: DatagramOptions,
+        context: PluginContext
+    ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         let logger = context.logger
         return StreamAndDatagramProtocolFactory(stream: { TimeProtocol() }) {

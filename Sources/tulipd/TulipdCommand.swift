@@ -87,7 +87,10 @@ extension TulipdCommand {
                     }
                 }
             } catch let exit as ExitCode where exit.rawValue == exitConfigurationError {
-                DaemonSystemd.notifyStartupFailure(errno: EINVAL, status: "configuration error in \(self.options.config)")
+                DaemonSystemd.notifyStartupFailure(
+                    errno: EINVAL,
+                    status: "configuration error in \(self.options.config)"
+                )
                 throw exit
             }
             let loop = TulipLoop()

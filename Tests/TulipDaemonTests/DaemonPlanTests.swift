@@ -74,18 +74,22 @@ struct DaemonPlanTests {
         #expect {
             _ = try DaemonPlan(configuration: configuration, registry: registry, logger: Logger(label: "t"))
         } throws: { error in
-            (error as? ConfigurationErrors)?.errors.first?.message.contains("does not support \(kind) listeners") == true
+            (error as? ConfigurationErrors)?.errors.first?.message.contains("does not support \(kind) listeners")
+                == true
         }
     }
 
     @Test func rateLimitOptionsDecodeStrictly() {
         let ok = #"{"listeners":[{"name":"a","protocol":"echo","udp":{"port":1},"options":{"rate_limit":null}}]}"#
         #expect(self.errors(ok).isEmpty)
-        let custom = #"{"listeners":[{"name":"a","protocol":"daytime","udp":{"port":1},"options":{"format":"rfc2822","rate_limit":{"per_second":5,"burst":10}}}]}"#
+        let custom =
+            #"{"listeners":[{"name":"a","protocol":"daytime","udp":{"port":1},"options":{"format":"rfc2822","rate_limit":{"per_second":5,"burst":10}}}]}"#
         #expect(self.errors(custom).isEmpty)
-        let unknown = #"{"listeners":[{"name":"a","protocol":"echo","udp":{"port":1},"options":{"rate_limit":{"per_second":5,"burst":10,"x":1}}}]}"#
+        let unknown =
+            #"{"listeners":[{"name":"a","protocol":"echo","udp":{"port":1},"options":{"rate_limit":{"per_second":5,"burst":10,"x":1}}}]}"#
         #expect(!self.errors(unknown).isEmpty)
-        let zero = #"{"listeners":[{"name":"a","protocol":"time","udp":{"port":1},"options":{"rate_limit":{"per_second":0,"burst":10}}}]}"#
+        let zero =
+            #"{"listeners":[{"name":"a","protocol":"time","udp":{"port":1},"options":{"rate_limit":{"per_second":0,"burst":10}}}]}"#
         #expect(self.errors(zero).first?.keyPath == "listeners[0].options.rate_limit.per_second")
     }
 

@@ -104,6 +104,9 @@ struct ReplySourceTests {
         #expect(a1 != b)
         #expect(v6a == v6b)
         #expect(v6a != v6c)
-        #expect(ReplySource(try SocketAddress(unixDomainSocketPath: "/tmp/a")) != ReplySource(try SocketAddress(unixDomainSocketPath: "/tmp/b")))
+        #expect(
+            ReplySource(try SocketAddress(unixDomainSocketPath: "/tmp/a"))
+                != ReplySource(try SocketAddress(unixDomainSocketPath: "/tmp/b"))
+        )
     }
 }

@@ -8,17 +8,18 @@ import Glibc
 
 struct FilesPluginTests {
     /// Hostile or malformed request lines: every one is refused before the file system is touched.
-    static let hostile: [[UInt8]] = [
-        "", "\r", "..", ".", "../etc/passwd", "../../../../etc/shadow", "a/../../etc/passwd",
-        "a/..", "a/../b", "./a", "a/./b", "a/.", "/etc/passwd", "/", "//etc/passwd", "/tmp/x",
-        "a//b", "a/", "dir/", "/../x", "..\\..\\etc", "a/\u{0}b", "\u{0}", "a\u{0}", "a\tb",
-        "a\u{1b}[2Jb", "a\u{7f}", "x\ry", "\u{0}../etc/passwd", "....//..../", "a/../",
-        String(repeating: "a", count: 256), String(repeating: "a/", count: 2100) + "a",
-        String(repeating: "x", count: 4097),
-    ].map { Array($0.utf8) } + [
-        [0xFF, 0xFE], [0x61, 0xC0, 0xAF], [0xC0, 0xAE, 0xC0, 0xAE, 0x2F, 0x65],  // overlong "../"
-        [0xED, 0xA0, 0x80], [0x2E, 0x2E, 0x2F, 0x80],
-    ]
+    static let hostile: [[UInt8]] =
+        [
+            "", "\r", "..", ".", "../etc/passwd", "../../../../etc/shadow", "a/../../etc/passwd",
+            "a/..", "a/../b", "./a", "a/./b", "a/.", "/etc/passwd", "/", "//etc/passwd", "/tmp/x",
+            "a//b", "a/", "dir/", "/../x", "..\\..\\etc", "a/\u{0}b", "\u{0}", "a\u{0}", "a\tb",
+            "a\u{1b}[2Jb", "a\u{7f}", "x\ry", "\u{0}../etc/passwd", "....//..../", "a/../",
+            String(repeating: "a", count: 256), String(repeating: "a/", count: 2100) + "a",
+            String(repeating: "x", count: 4097),
+        ].map { Array($0.utf8) } + [
+            [0xFF, 0xFE], [0x61, 0xC0, 0xAF], [0xC0, 0xAE, 0xC0, 0xAE, 0x2F, 0x65],  // overlong "../"
+            [0xED, 0xA0, 0x80], [0x2E, 0x2E, 0x2F, 0x80],
+        ]
 
     @Test(arguments: Self.hostile)
     func refusesHostileRequest(_ line: [UInt8]) {

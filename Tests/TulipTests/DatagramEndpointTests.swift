@@ -302,7 +302,9 @@ struct DatagramEndpointTests {
         var count = 0
         var buffer = [CChar](repeating: 0, count: 256)
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
             guard name != ".", name != ".." else { continue }
             let length = readlink("/proc/self/fd/" + name, &buffer, buffer.count - 1)
             guard length > 0 else { continue }
@@ -318,7 +320,9 @@ struct DatagramEndpointTests {
         let address = try SocketAddress(unixDomainSocketPath: path)
         while true {
             let result = address.withSockAddr { pointer, length in
-                bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT), pointer, socklen_t(length)) }
+                bytes.withUnsafeBytes {
+                    Glibc.sendto(fd, $0.baseAddress, $0.count, CInt(MSG_DONTWAIT), pointer, socklen_t(length))
+                }
             }
             if result >= 0 { return }
             guard errno == EAGAIN || errno == EWOULDBLOCK else {
@@ -487,7 +491,11 @@ struct DatagramEndpointTests {
                 receiver.resumeReading()
                 try await eventually(loop) { sp.events.last == "lost" }
                 try await eventually(loop) { rp.datagrams.count == count }
-                #expect(rp.datagrams.enumerated().allSatisfy { $0.element.bytes.first == UInt8(truncatingIfNeeded: $0.offset) })
+                #expect(
+                    rp.datagrams.enumerated().allSatisfy {
+                        $0.element.bytes.first == UInt8(truncatingIfNeeded: $0.offset)
+                    }
+                )
                 #expect(sp.events.filter { $0 == "pause" }.count == 1)
                 #expect(sp.lostError == nil)
                 receiver.close()

@@ -121,7 +121,8 @@ struct SendfileTests {
         #expect(sent == [5_000_000, payload.count, 10])
         #expect(positions == [5_000_007, payload.count, payload.count])
         #expect(bytesSent == UInt64(3 + 5_000_000 + payload.count + 10))
-        let expected = Array("<".utf8) + payload[7..<5_000_007] + Array("|".utf8) + payload + payload.suffix(10)
+        let expected =
+            Array("<".utf8) + payload[7..<5_000_007] + Array("|".utf8) + payload + payload.suffix(10)
             + Array(">".utf8)
         #expect(received?.count == expected.count)
         #expect(received == expected)

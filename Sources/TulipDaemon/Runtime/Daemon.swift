@@ -214,7 +214,9 @@ public final class Daemon: @unchecked Sendable {
                 errno: error.errno
             )
         }
-        let bound = (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ") ?? ""
+        let bound =
+            (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ")
+            ?? ""
         var metadata: Logger.Metadata = ["address": "\(bound.isEmpty ? address : bound)"]
         if let socket = passed.first { metadata["fd"] = "\(socket.fd)" }
         logger.info(passed.isEmpty ? "listening" : "listening on a socket passed by systemd", metadata: metadata)

@@ -106,7 +106,11 @@ final class PipeListener: ConnectionObserver {
 
     private func error(_ path: String, _ call: String) -> DaemonStartupError {
         let code = errno
-        return DaemonStartupError(listener: self.name, address: path, reason: "\(call): \(String(cString: strerror(code)))")
+        return DaemonStartupError(
+            listener: self.name,
+            address: path,
+            reason: "\(call): \(String(cString: strerror(code)))"
+        )
     }
 
     private func startConnection() async throws {
