@@ -73,8 +73,9 @@ public final class ChannelTransport {
     private var channelGone = false
 
     // sendfile (TulipLoop+Sendfile.swift).
-    /// Whether `sendfile` may hand the file to the kernel (sendfile(2) through a NIO `FileRegion`):
-    /// true for plain TCP and unix sockets. A transport whose pipeline transforms bytes (TLS) must
+    /// Whether `sendfile` may hand the file to the kernel (sendfile(2) through a NIO `FileRegion`).
+    ///
+    /// True for plain TCP and unix sockets. A transport whose pipeline transforms bytes (TLS) must
     /// set it to false, so that `sendfile` uses its read/write fallback (SF-3).
     var supportsNativeSendfile = true
     /// Which kind of `sendfile` transfer is in progress, if any.

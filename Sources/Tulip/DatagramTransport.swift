@@ -149,8 +149,10 @@ public final class DatagramTransport {
         self.updateAutoRead()
     }
 
-    /// Resumes receiving after ``pauseReading()``: held datagrams are delivered first, in the next
-    /// iteration. A no-op when not paused or when closing (RT-2, RT-5).
+    /// Resumes receiving after ``pauseReading()``.
+    ///
+    /// Held datagrams are delivered first, in the next iteration. A no-op when not paused or when
+    /// closing (RT-2, RT-5).
     public func resumeReading() {
         self.loop.eventLoop.preconditionInEventLoop()
         guard !self.isClosing, !self.wantsReading else { return }
@@ -360,8 +362,10 @@ public final class DatagramTransport {
     /// The write-buffer limits as asyncio's `(low, high)` (FC-1).
     public var writeBufferLimits: WriteBufferLimits { self.limits }
 
-    /// Sets the water marks (FC-2); pauses the protocol at once if the buffer is already above the
-    /// new high mark (FC-3). Lowering them never resumes.
+    /// Sets the water marks (FC-2).
+    ///
+    /// Pauses the protocol at once if the buffer is already above the new high mark (FC-3).
+    /// Lowering them never resumes.
     /// - Throws: ``TulipError/Code/invalidArgument`` unless `high >= low >= 0`.
     public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
         self.loop.eventLoop.preconditionInEventLoop()
@@ -423,8 +427,10 @@ public final class DatagramTransport {
         self.closeChannel()
     }
 
-    /// Closes the current NIO channel; `channelInactive` finishes the endpoint. Between channels
-    /// (a re-creation in flight) the endpoint finishes when the re-creation sees `closing`.
+    /// Closes the current NIO channel; `channelInactive` finishes the endpoint.
+    ///
+    /// Between channels (a re-creation in flight) the endpoint finishes when the re-creation sees
+    /// `closing`.
     private func closeChannel() {
         guard !self.restarting, let context = self.context else { return }
         context.close(promise: nil)

@@ -41,7 +41,8 @@ public final class ReadPipeTransport {
     /// Resumes reading after ``pauseReading()``; a no-op when not paused or closing (RP-6, RT-2).
     public func resumeReading() { self.base.resumeReading() }
 
-    /// Stops reading and closes; `connectionLost(nil)` follows in a later iteration and
+    /// Stops reading and closes; `connectionLost(nil)` follows in a later iteration.
+    ///
     /// `eofReceived()` is not called. Idempotent (RP-4). A read pipe has no `abort()`.
     public func close() { self.base.close() }
 

@@ -63,9 +63,11 @@ extension TulipLoop {
         return (transport, adapter.target)
     }
 
-    /// Serves one stream protocol over pipe descriptors: data read from `readFileDescriptor`
-    /// reaches the protocol, and what it writes goes to `writeFileDescriptor` (a Tulip addition,
-    /// used by the daemon's `pipe` listener). At least one must be given.
+    /// Serves one stream protocol over pipe descriptors.
+    ///
+    /// Data read from `readFileDescriptor` reaches the protocol, and what it writes goes to
+    /// `writeFileDescriptor` (a Tulip addition, used by the daemon's `pipe` listener). At least one
+    /// must be given.
     ///
     /// With both, stream semantics apply (ARCHITECTURE §3): EOF on the read side calls
     /// `eofReceived()`, whose `false` closes both descriptors. With a read side only, writes are

@@ -300,7 +300,7 @@ final class NativeSendfile {
         }
     }
 
-    /// Every 20 ms while a segment is in flight: has the kernel reached the file's new end?
+    /// Every 20 ms while a segment is in flight, checks whether the kernel has reached the file's new end.
     private func armWatchdog() {
         self.watchdog = self.transport.loop.eventLoop.assumeIsolated().scheduleTask(in: Self.watchdogInterval) {
             guard !self.finished else { return }

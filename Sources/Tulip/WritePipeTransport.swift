@@ -42,9 +42,11 @@ public final class WritePipeTransport {
 
     // MARK: - Writing
 
-    /// Queues `data`; empty data is ignored, and after ``close()``/``writeEOF()`` or the loss of the
-    /// pipe the data is dropped silently (WP-2, WP-3). Crossing the high-water mark calls
-    /// ``BaseProtocol/pauseWriting()`` before this returns (FC-4).
+    /// Queues `data`; empty data is ignored.
+    ///
+    /// After ``close()``/``writeEOF()`` or the loss of the pipe the data is dropped silently
+    /// (WP-2, WP-3). Crossing the high-water mark calls ``BaseProtocol/pauseWriting()`` before this
+    /// returns (FC-4).
     public func write(_ data: ByteBuffer) {
         guard data.readableBytes > 0 else { return }
         guard !self.isClosing else {
@@ -96,6 +98,7 @@ public final class WritePipeTransport {
     public func writeEOF() { self.close() }
 
     /// Flushes what is queued, then closes; `connectionLost(nil)` follows in a later iteration.
+    ///
     /// Idempotent (WP-6, TR-3).
     public func close() {
         self.loop.eventLoop.preconditionInEventLoop()

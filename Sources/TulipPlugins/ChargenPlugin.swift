@@ -12,24 +12,28 @@ public struct ChargenPlugin: Plugin {
     public static let summary = "RFC 864 character generator: rotating 72-character lines until the client closes"
     public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix, .udp, .unixDatagram]
 
-    /// Over datagrams (RFC 864's UDP form) each request gets one reply of six whole lines
-    /// (444 bytes, within the RFC's 512), continuing the rotation from the endpoint's previous
-    /// reply, within the rate limit. The RFC's random length is replaced by a fixed one so replies
-    /// are predictable.
+    /// Over datagrams (RFC 864's UDP form) each request gets one reply of six whole lines.
+    ///
+    /// The reply is 444 bytes, within the RFC's 512, and continues the rotation from the endpoint's
+    /// previous reply, within the rate limit. The RFC's random length is replaced by a fixed one so
+    /// replies are predictable.
     public static func makeProtocolFactory(
         options: DatagramOptions,
         context: PluginContext
     ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         let logger = context.logger
-        return StreamAndDatagramProtocolFactory(stream: { ChargenProtocol() }) {
-            var next = 0
-            return DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { _, allocator in
-                let reply = ChargenProtocol.datagramReply(startingAt: next, allocator: allocator)
-                next = (next + ChargenProtocol.linesPerDatagram) % ChargenProtocol.lineCount
-                return reply
+        return StreamAndDatagramProtocolFactory(
+            stream: { ChargenProtocol() },
+            datagram: {
+                var next = 0
+                return DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { _, allocator in
+                    let reply = ChargenProtocol.datagramReply(startingAt: next, allocator: allocator)
+                    next = (next + ChargenProtocol.linesPerDatagram) % ChargenProtocol.lineCount
+                    return reply
+                }
             }
-        }
+        )
     }
 }
 

@@ -50,11 +50,14 @@ public struct DaytimePlugin: Plugin {
         try options.datagram.validate(context: context)
         let logger = context.logger
         // Over datagrams (RFC 867's UDP form) any request gets one line, within the rate limit.
-        return StreamAndDatagramProtocolFactory(stream: { DaytimeProtocol(format: format) }) {
-            DatagramReplyProtocol(limit: options.datagram.rateLimit, logger: logger) { _, allocator in
-                allocator.buffer(string: DaytimePlugin.line(at: Int(Glibc.time(nil)), format: format) + "\r\n")
+        return StreamAndDatagramProtocolFactory(
+            stream: { DaytimeProtocol(format: format) },
+            datagram: {
+                DatagramReplyProtocol(limit: options.datagram.rateLimit, logger: logger) { _, allocator in
+                    allocator.buffer(string: DaytimePlugin.line(at: Int(Glibc.time(nil)), format: format) + "\r\n")
+                }
             }
-        }
+        )
     }
 
     /// The daytime line for `seconds` since the Unix epoch, without the line terminator.

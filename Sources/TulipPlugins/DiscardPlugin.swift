@@ -15,9 +15,12 @@ public struct DiscardPlugin: Plugin {
         context: PluginContext
     ) throws -> any ProtocolFactory {
         try options.validate(context: context)
-        return StreamAndDatagramProtocolFactory(stream: { DiscardProtocol() }) {
-            DatagramReplyProtocol(limit: nil) { _, _ in nil }
-        }
+        return StreamAndDatagramProtocolFactory(
+            stream: { DiscardProtocol() },
+            datagram: {
+                DatagramReplyProtocol(limit: nil) { _, _ in nil }
+            }
+        )
     }
 }
 

@@ -20,9 +20,12 @@ public struct EchoPlugin: Plugin {
     ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         let logger = context.logger
-        return StreamAndDatagramProtocolFactory(stream: { EchoProtocol() }) {
-            DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { request, _ in request }
-        }
+        return StreamAndDatagramProtocolFactory(
+            stream: { EchoProtocol() },
+            datagram: {
+                DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { request, _ in request }
+            }
+        )
     }
 }
 

@@ -26,13 +26,16 @@ public struct TimePlugin: Plugin {
     ) throws -> any ProtocolFactory {
         try options.validate(context: context)
         let logger = context.logger
-        return StreamAndDatagramProtocolFactory(stream: { TimeProtocol() }) {
-            DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { _, allocator in
-                var buffer = allocator.buffer(capacity: 4)
-                buffer.writeInteger(TimePlugin.value(unixSeconds: Int(Glibc.time(nil))))
-                return buffer
+        return StreamAndDatagramProtocolFactory(
+            stream: { TimeProtocol() },
+            datagram: {
+                DatagramReplyProtocol(limit: options.rateLimit, logger: logger) { _, allocator in
+                    var buffer = allocator.buffer(capacity: 4)
+                    buffer.writeInteger(TimePlugin.value(unixSeconds: Int(Glibc.time(nil))))
+                    return buffer
+                }
             }
-        }
+        )
     }
 
     /// RFC 868's value for `unixSeconds`; it wraps modulo 2^32 (in 2036), as the RFC's clients expect.

@@ -10,21 +10,25 @@ import Musl
 // POSIX calls return -1 and set `errno`, which is read right after the call and returned negated,
 // so every wrapper here reports failure the libsystemd way.
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_sd_notify(unsetEnvironment: Bool, _ state: String) -> CInt {
     state.withCString { sd_notify(unsetEnvironment ? 1 : 0, $0) }
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_sd_watchdog_enabled(unsetEnvironment: Bool, _ microseconds: inout UInt64) -> CInt {
     sd_watchdog_enabled(unsetEnvironment ? 1 : 0, &microseconds)
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_sd_listen_fds(unsetEnvironment: Bool) -> CInt {
     sd_listen_fds(unsetEnvironment ? 1 : 0)
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 /// `sd_listen_fds_with_names`, with the names copied into Swift strings and freed.
 @inline(never)
 func system_sd_listen_fds_with_names(unsetEnvironment: Bool) -> (CInt, [String]) {
@@ -43,11 +47,13 @@ func system_sd_listen_fds_with_names(unsetEnvironment: Bool) -> (CInt, [String])
     return (count, result)
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_sd_journal_sendv(_ iov: UnsafePointer<iovec>, _ count: CInt) -> CInt {
     sd_journal_sendv(iov, count)
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 /// `getsockopt(fd, SOL_SOCKET, option)` for an `int` option; `-errno` on failure.
 @inline(never)
 func system_getsockopt_int(_ fd: CInt, _ option: CInt) -> CInt {
@@ -57,11 +63,13 @@ func system_getsockopt_int(_ fd: CInt, _ option: CInt) -> CInt {
     return value
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_close(_ fd: CInt) -> CInt {
     close(fd) == 0 ? 0 : -errno
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 /// Sends `message` as one datagram to the unix socket `path` (a leading `@` names an abstract
 /// socket), what `sd_notify` does with `NOTIFY_SOCKET`; `-errno` on failure.
 @inline(never)
@@ -94,6 +102,7 @@ func errnoDescription(_ code: CInt) -> String {
     String(cString: strerror(code))
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 /// `fstat(fd)`'s device and inode, or nil when `fd` is not open.
 @inline(never)
 func system_fstat_device_inode(_ fd: CInt) -> (UInt64, UInt64)? {
@@ -102,6 +111,7 @@ func system_fstat_device_inode(_ fd: CInt) -> (UInt64, UInt64)? {
     return (UInt64(info.st_dev), UInt64(info.st_ino))
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_access_writable(_ path: String) -> Bool {
     access(path, W_OK) == 0

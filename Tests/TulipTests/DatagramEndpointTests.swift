@@ -347,9 +347,10 @@ struct DatagramEndpointTests {
         return count >= 0 ? Array(buffer[0..<count]) : nil
     }
 
-    /// DT-6: a datagram from an unnamed (never bound) unix socket used to make NIO close the
-    /// channel — one datagram shut a unix datagram listener down. Now it is an `errorReceived`
-    /// and the endpoint keeps serving on the same socket.
+    /// DT-6: a datagram from an unnamed (never bound) unix socket no longer closes the endpoint.
+    ///
+    /// It used to make NIO close the channel — one datagram shut a unix datagram listener down.
+    /// Now it is an `errorReceived` and the endpoint keeps serving on the same socket.
     @Test func dt6UnnamedUnixSenderNeitherClosesNorMisattributes() async throws {
         let directory = temporaryDirectory()
         let path = directory + "/echo.sock"

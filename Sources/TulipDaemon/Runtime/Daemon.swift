@@ -555,7 +555,9 @@ public final class Daemon: @unchecked Sendable {
     }
 }
 
-/// What the daemon drains: a stream ``Server`` or a ``PipeListener``. Loop thread.
+/// What the daemon drains: a stream ``Server`` or a ``PipeListener``.
+///
+/// Loop thread.
 protocol ServingListener: AnyObject {
     /// Stops accepting; live connections go on.
     func close()
