@@ -35,6 +35,22 @@ let package = Package(
             dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
         ),
 
+        // MARK: - TLS
+
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "COpenSSLShims",
+            dependencies: ["COpenSSL"]
+        ),
+        .target(
+            name: "TulipTLS",
+            dependencies: ["COpenSSL", "COpenSSLShims", nioCore]
+        ),
+
         // MARK: - Daemon
 
         .target(
@@ -64,6 +80,10 @@ let package = Package(
             dependencies: ["Tulip", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
         ),
         .testTarget(
+            name: "TulipTLSTests",
+            dependencies: ["TulipTLS", nioCore, nioEmbedded]
+        ),
+        .testTarget(
             name: "TulipDaemonTests",
             dependencies: ["TulipDaemon", "TulipPlugins", "Tulip", nioCore, nioPosix, logging]
         ),
@@ -76,7 +96,7 @@ let package = Package(
 
 // MARK: - Standard settings
 
-for target in package.targets {
+for target in package.targets where !["COpenSSL", "COpenSSLShims"].contains(target.name) {
     var settings = target.swiftSettings ?? []
     settings.append(.swiftLanguageMode(.v6))
     settings.append(.enableUpcomingFeature("ExistentialAny"))
