@@ -32,7 +32,7 @@ let package = Package(
 
         .target(
             name: "Tulip",
-            dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
+            dependencies: ["TulipTLS", nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
         ),
 
         // MARK: - TLS
@@ -77,7 +77,7 @@ let package = Package(
 
         .testTarget(
             name: "TulipTests",
-            dependencies: ["Tulip", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
+            dependencies: ["Tulip", "TulipTLS", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
         ),
         .testTarget(
             name: "TulipTLSTests",

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TulipTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -29,6 +30,9 @@ public final class Server: @unchecked Sendable {
     private let isUnix: Bool
     private let makeProtocol: @Sendable () throws -> any StreamProtocol
     private let observer: (any ConnectionObserver)?
+    /// Set for TLS servers: each accepted connection does the handshake before its protocol exists.
+    private let ssl: OpenSSLContext?
+    private let sslHandshakeTimeout: TimeAmount
 
     private struct Snapshot {
         var isServing = false
@@ -53,9 +57,13 @@ public final class Server: @unchecked Sendable {
         backlog: Int32,
         isUnix: Bool,
         observer: (any ConnectionObserver)?,
+        ssl: OpenSSLContext? = nil,
+        sslHandshakeTimeout: TimeAmount = .seconds(60),
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) {
         self.loop = loop
+        self.ssl = ssl
+        self.sslHandshakeTimeout = sslHandshakeTimeout
         self.pending = sockets
         self.backlog = backlog
         self.isUnix = isUnix
@@ -148,6 +156,10 @@ public final class Server: @unchecked Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let ssl = self.ssl {
+                        try self.addTLSHandler(ssl, to: channel)
+                        return
+                    }
                     let protocolObject = try self.makeProtocol()
                     let handler = ProtocolChannelHandler(loop: loop, protocol: protocolObject, observer: self.observer)
                     self.track(handler.transport)
@@ -167,6 +179,28 @@ public final class Server: @unchecked Sendable {
             }
         }
         return future
+    }
+
+    /// PR-10: the protocol is made, tracked and told `connectionMade` only once the handshake has
+    /// finished; a failed or timed-out handshake closes the connection without any callback.
+    private func addTLSHandler(_ ssl: OpenSSLContext, to channel: any Channel) throws {
+        let loop = self.loop
+        let tls = OpenSSLHandler(context: ssl, handshakeTimeout: self.sslHandshakeTimeout) { [self] context, info in
+            do {
+                let protocolObject = try self.makeProtocol()
+                let handler = ProtocolChannelHandler(
+                    loop: loop,
+                    protocol: protocolObject,
+                    observer: self.observer,
+                    tls: info
+                )
+                self.track(handler.transport)
+                try context.pipeline.syncOperations.addHandler(handler)
+            } catch {
+                context.close(promise: nil)
+            }
+        }
+        try channel.pipeline.syncOperations.addHandler(tls)
     }
 
     private func track(_ transport: ChannelTransport) {
