@@ -55,7 +55,7 @@ let package = Package(
 
         .target(
             name: "TulipDaemon",
-            dependencies: ["Tulip", nioCore, nioPosix, nioConcurrencyHelpers, logging]
+            dependencies: ["Tulip", "TulipTLS", nioCore, nioPosix, nioConcurrencyHelpers, logging]
         ),
         .target(
             name: "TulipPlugins",

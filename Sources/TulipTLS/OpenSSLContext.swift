@@ -57,20 +57,32 @@ public final class OpenSSLContext {
         let context = OpenSSLContext(takingOwnershipOf: ctx, isServer: true, alpn: alpnBox)
         try context.configureCommon(minimumVersion: minimumVersion)
         guard SSL_CTX_use_certificate_chain_file(ctx, certificateChain) == 1 else {
-            throw OpenSSLError.drain("cannot load certificate chain \(certificateChain)")
+            throw OpenSSLError.drain("cannot load certificate chain \(certificateChain)", input: .certificateChain)
         }
         guard SSL_CTX_use_PrivateKey_file(ctx, privateKey, SSL_FILETYPE_PEM) == 1 else {
-            throw OpenSSLError.drain("cannot load private key \(privateKey)")
+            let error = OpenSSLError.drain("cannot load private key \(privateKey)", input: .privateKey)
+            // OpenSSL already compares the key with the certificate here (X509 "key values mismatch").
+            if error.entries.contains(where: { $0.text.contains("mismatch") }) {
+                throw OpenSSLError(
+                    message: "private key \(privateKey) does not match certificate \(certificateChain)",
+                    entries: error.entries,
+                    input: .privateKey
+                )
+            }
+            throw error
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
-            throw OpenSSLError.drain("private key \(privateKey) does not match certificate \(certificateChain)")
+            throw OpenSSLError.drain(
+                "private key \(privateKey) does not match certificate \(certificateChain)",
+                input: .privateKey
+            )
         }
         if let clientCA {
             guard SSL_CTX_load_verify_locations(ctx, clientCA, nil) == 1 else {
-                throw OpenSSLError.drain("cannot load client CA file \(clientCA)")
+                throw OpenSSLError.drain("cannot load client CA file \(clientCA)", input: .clientCA)
             }
             guard let names = SSL_load_client_CA_file(clientCA) else {
-                throw OpenSSLError.drain("cannot read client CA names from \(clientCA)")
+                throw OpenSSLError.drain("cannot read client CA names from \(clientCA)", input: .clientCA)
             }
             SSL_CTX_set_client_CA_list(ctx, names)
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
@@ -151,7 +163,7 @@ final class ALPNPreferences {
         for name in names {
             let utf8 = Array(name.utf8)
             guard (1...255).contains(utf8.count) else {
-                throw OpenSSLError(message: "ALPN protocol name must be 1 to 255 bytes: \(name)", entries: [])
+                throw OpenSSLError(message: "ALPN protocol name must be 1 to 255 bytes: \(name)", entries: [], input: .alpn)
             }
             bytes.append(utf8)
             wire.append(UInt8(utf8.count))

@@ -11,14 +11,25 @@ public struct OpenSSLError: Error, CustomStringConvertible, Sendable, Equatable 
         public var description: String { self.text }
     }
 
+    /// Which configured input a context-building failure concerns.
+    public enum Input: Sendable, Equatable {
+        case certificateChain
+        case privateKey
+        case clientCA
+        case alpn
+    }
+
     /// What failed, in Tulip's words.
     public let message: String
     /// OpenSSL's error queue at the time of the failure, oldest first.
     public let entries: [Entry]
+    /// For context-building failures, the input at fault.
+    public var input: Input?
 
-    public init(message: String, entries: [Entry]) {
+    public init(message: String, entries: [Entry], input: Input? = nil) {
         self.message = message
         self.entries = entries
+        self.input = input
     }
 
     public var description: String {
@@ -27,8 +38,8 @@ public struct OpenSSLError: Error, CustomStringConvertible, Sendable, Equatable 
     }
 
     /// Builds an error from `message` and the current thread's OpenSSL error queue, emptying it.
-    static func drain(_ message: String) -> OpenSSLError {
-        OpenSSLError(message: message, entries: Self.drainQueue())
+    static func drain(_ message: String, input: Input? = nil) -> OpenSSLError {
+        OpenSSLError(message: message, entries: Self.drainQueue(), input: input)
     }
 
     static func drainQueue() -> [Entry] {

@@ -2,6 +2,7 @@ import Dispatch
 import Logging
 import NIOCore
 import Tulip
+import TulipTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -130,6 +131,8 @@ public final class Daemon: @unchecked Sendable {
                     reusePort: tcp.reusePort,
                     keepAlive: tcp.keepAlive,
                     observer: observer,
+                    ssl: listener.tls,
+                    sslHandshakeTimeout: Self.handshakeTimeout(configuration),
                     makeProtocol: { try factory.makeStreamProtocol() }
                 )
             case .unix(let unix):
@@ -139,6 +142,8 @@ public final class Daemon: @unchecked Sendable {
                     backlog: unix.backlog,
                     mode: unix.mode,
                     observer: observer,
+                    ssl: listener.tls,
+                    sslHandshakeTimeout: Self.handshakeTimeout(configuration),
                     makeProtocol: { try factory.makeStreamProtocol() }
                 )
             default:
@@ -161,6 +166,13 @@ public final class Daemon: @unchecked Sendable {
         let bound = (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) }.joined(separator: ", ") ?? ""
         logger.info("listening", metadata: ["address": "\(bound.isEmpty ? address : bound)"])
         return RunningListener(plan: listener, server: server, datagrams: nil, observer: observer)
+    }
+
+    /// The `tls` block's handshake timeout, or nil without TLS (`createServer` refuses one then).
+    private static func handshakeTimeout(_ configuration: ListenerConfiguration) -> TimeAmount? {
+        guard let tls = configuration.tls else { return nil }
+        let (seconds, attoseconds) = tls.handshakeTimeout.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     /// Opens a datagram listener's endpoints: one per `udp` host (`0.0.0.0` when none is given),
