@@ -200,7 +200,7 @@ public final class Server: @unchecked Sendable {
                 context.close(promise: nil)
             }
         }
-        try channel.pipeline.syncOperations.addHandler(tls)
+        try channel.pipeline.syncOperations.addHandlers(tls, TLSHandshakeFailureReporter(observer: self.observer))
     }
 
     private func track(_ transport: ChannelTransport) {
@@ -350,6 +350,37 @@ extension Server: LoopParticipant {
     func loopDidResume() {
         for (_, channel) in self.listening {
             try? channel.syncOptions?.setOption(.autoRead, value: true)
+        }
+    }
+}
+
+/// Sits right behind the TLS handler: reports an error that ends the handshake to the server's
+/// observer (there is no transport or protocol yet to tell), and passes everything on afterwards.
+private final class TLSHandshakeFailureReporter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let observer: (any ConnectionObserver)?
+    private var handshakeDone = false
+
+    init(observer: (any ConnectionObserver)?) {
+        self.observer = observer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is TLSHandshakeCompleted { self.handshakeDone = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if self.handshakeDone {
+            context.fireErrorCaught(error)
+        } else {
+            self.observer?.handshakeFailed(peer: context.channel.remoteAddress, error: error)
         }
     }
 }

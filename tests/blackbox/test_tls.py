@@ -177,6 +177,10 @@ def test_plaintext_garbage_is_closed_while_another_tls_client_carries_on(daemon,
             pass
         bad.close()
         _echo_exact(good, 64 * 1024)
+    deadline = time.monotonic() + 5
+    while "TLS handshake failed" not in daemon.stderr_text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "TLS handshake failed" in daemon.stderr_text, daemon.stderr_text[-2000:]
 
 
 def test_check_loads_the_files(pki, tmp_path):
