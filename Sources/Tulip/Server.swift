@@ -9,8 +9,8 @@ import Glibc
 import Musl
 #endif
 
-/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:makeProtocol:)``
-/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:makeProtocol:)``
+/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:ssl:sslHandshakeTimeout:makeProtocol:)``
+/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:ssl:sslHandshakeTimeout:makeProtocol:)``
 /// (asyncio's `Server`, ASYNCIO-SPEC §13).
 ///
 /// A server owns its listening sockets and tracks its client transports from their creation until

@@ -41,6 +41,7 @@ public final class OpenSSLContext {
     ///   - minimumVersion: TLS 1.2 (default) or TLS 1.3.
     ///   - alpn: protocols offered in preference order; empty disables ALPN.
     ///   - clientCA: a PEM CA file; when set, every client must present a certificate it signed.
+    /// - Returns: the configured context, to share between connections.
     /// - Throws: ``OpenSSLError`` naming the failing step, with OpenSSL's error queue.
     public static func server(
         certificateChain: String,
@@ -163,7 +164,11 @@ final class ALPNPreferences {
         for name in names {
             let utf8 = Array(name.utf8)
             guard (1...255).contains(utf8.count) else {
-                throw OpenSSLError(message: "ALPN protocol name must be 1 to 255 bytes: \(name)", entries: [], input: .alpn)
+                throw OpenSSLError(
+                    message: "ALPN protocol name must be 1 to 255 bytes: \(name)",
+                    entries: [],
+                    input: .alpn
+                )
             }
             bytes.append(utf8)
             wire.append(UInt8(utf8.count))
@@ -202,7 +207,9 @@ private let tulipALPNSelect:
         UInt32,
         UnsafeMutableRawPointer?
     ) -> CInt = { _, out, outLength, input, inputLength, argument in
-        guard let out, let outLength, let input, let argument else { preconditionFailure("ALPN callback without its arguments") }
+        guard let out, let outLength, let input, let argument else {
+            preconditionFailure("ALPN callback without its arguments")
+        }
         let preferences = Unmanaged<ALPNPreferences>.fromOpaque(argument).takeUnretainedValue()
         let client = UnsafeBufferPointer(start: input, count: Int(inputLength))
         guard let index = preferences.select(clientWire: client) else { return SSL_TLSEXT_ERR_NOACK }

@@ -101,7 +101,9 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
         serverALPN: [String] = [],
         clientALPN: [String] = [],
         minimumVersion: TLSMinimumVersion = .tls12
-    ) throws -> (server: EmbeddedChannel, client: EmbeddedChannel, serverHandler: OpenSSLHandler, clientHandler: OpenSSLHandler) {
+    ) throws -> (
+        server: EmbeddedChannel, client: EmbeddedChannel, serverHandler: OpenSSLHandler, clientHandler: OpenSSLHandler
+    ) {
         let serverContext = try OpenSSLContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey,
@@ -120,7 +122,9 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
         let (server, client, serverHandler, clientHandler) = try makePair(
-            certificates, serverALPN: ["h2", "http/1.1"], clientALPN: ["http/1.1", "h2"]
+            certificates,
+            serverALPN: ["h2", "http/1.1"],
+            clientALPN: ["http/1.1", "h2"]
         )
         // Written before the handshake: held until it finishes.
         client.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
@@ -197,7 +201,9 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey
         )
-        let server = EmbeddedChannel(handler: OpenSSLHandler(context: serverContext, handshakeTimeout: .milliseconds(50)))
+        let server = EmbeddedChannel(
+            handler: OpenSSLHandler(context: serverContext, handshakeTimeout: .milliseconds(50))
+        )
         try server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         #expect(server.isActive)
         #expect(throws: TLSHandshakeTimeoutError.self) {

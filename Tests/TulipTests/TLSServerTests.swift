@@ -43,14 +43,15 @@ private struct TLSFixture: Sendable {
                 return ctx.wrap_socket(s, server_hostname='localhost')
             def echo(s, n):
                 data = os.urandom(n)
-                s.sendall(data)
-                got = b''
-                while len(got) < n:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
-                return got == data
+                got = bytearray()
+                for start in range(0, n, 65536):
+                    s.sendall(data[start:start + 65536])
+                    while len(got) < min(n, start + 65536):
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return False
+                        got += chunk
+                return bytes(got) == data
             if mode == 'echo':
                 version = sys.argv[4]
                 s = tls(version)
@@ -126,7 +127,12 @@ struct TLSServerTests {
                 var messages: [String] = []
                 for (ssl, timeout) in [(nil, TimeAmount.seconds(1)), (context, .zero), (context, .seconds(-1))] {
                     do {
-                        _ = try await loop.createServer(host: "127.0.0.1", port: 0, ssl: ssl, sslHandshakeTimeout: timeout) {
+                        _ = try await loop.createServer(
+                            host: "127.0.0.1",
+                            port: 0,
+                            ssl: ssl,
+                            sslHandshakeTimeout: timeout
+                        ) {
                             Self.echo()
                         }
                         messages.append("created")
@@ -149,7 +155,11 @@ struct TLSServerTests {
         timeout: TimeAmount? = nil,
         clients: [(mode: String, extra: String)]
     ) async throws -> (codes: [Int32], protocols: [RecordingProtocol]) {
-        let context = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key, alpn: alpn)
+        let context = try OpenSSLContext.server(
+            certificateChain: fixture.certificate,
+            privateKey: fixture.key,
+            alpn: alpn
+        )
         let made = NIOLockedValueBox<[RecordingProtocol]>([])
         let codes = try await withLoop { loop in
             try loop.runUntilComplete { () -> [Int32] in

@@ -6,7 +6,6 @@ import os
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -69,27 +68,18 @@ def _connect(addr, ctx: ssl.SSLContext) -> ssl.SSLSocket:
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 
-def _echo_exact(s: ssl.SSLSocket, size: int) -> None:
+def _echo_exact(s: ssl.SSLSocket, size: int, chunk: int = 64 * 1024) -> None:
+    """Sends `size` random bytes a chunk at a time, reading each chunk's echo back before the next
+    (an SSLSocket must not be read and written from two threads at once)."""
     payload = os.urandom(size)
     received = bytearray()
-    error: list[BaseException] = []
-
-    def reader():
-        try:
-            while len(received) < size:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                received.extend(chunk)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            error.append(e)
-
-    # Reading and writing at once: TLS needs both directions moving for a large echo.
-    t = threading.Thread(target=reader)
-    t.start()
-    s.sendall(payload)
-    t.join(30)
-    assert not error, error
+    for start in range(0, size, chunk):
+        s.sendall(payload[start:start + chunk])
+        target = min(size, start + chunk)
+        while len(received) < target:
+            data = s.recv(65536)
+            assert data, f"EOF after {len(received)} of {size} bytes"
+            received.extend(data)
     assert bytes(received) == payload, first_mismatch(payload, bytes(received))
 
 
