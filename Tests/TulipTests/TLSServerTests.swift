@@ -81,6 +81,16 @@ private struct TLSFixture: Sendable {
                 assert ('ALPN protocol: ' + alpn) in text, text
                 assert 'Verify return code: 0' in text, text
                 assert 'hello-tulip' in text.split('---')[-1], text
+            elif mode == 'sink':
+                expected = open(sys.argv[4], 'rb').read()
+                s = tls()
+                got = bytearray()
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                assert bytes(got) == expected, (len(got), len(expected))
             elif mode == 'silent':
                 s = socket.create_connection(('127.0.0.1', port), timeout=10)
                 start = time.time()
@@ -212,6 +222,41 @@ struct TLSServerTests {
         #expect(codes == [0, 0])
         #expect(protocols.first?.transport?.extraInfo("alpn_protocol") as? String == "http/1.1")
         #expect(protocols.last?.transport?.extraInfo("alpn_protocol") as? String == "h2")
+    }
+
+    @Test func sendfileOverTLSTakesTheFallbackAndFallbackFalseIsRefused() async throws {
+        let fixture = try TLSFixture()
+        defer { fixture.remove() }
+        let file = try TemporaryFile((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        defer { file.remove() }
+        let context = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let (code, sent, refused) = try await withLoop { loop in
+            try loop.runUntilComplete { () -> (Int32, Int, String) in
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0, ssl: context) {
+                    RecordingProtocol()
+                }
+                let port = server.sockets[0].localAddress.port ?? 0
+                let line = "sink \(port) '\(fixture.ca)' '\(file.path)'"
+                let client = try loop.createTask { try await loop.runInExecutor { fixture.client(line) } }
+                try await eventually(loop) { server.clientCount == 1 }
+                let transport = server.clientTransports[0]
+                var refused = ""
+                do {
+                    _ = try await loop.sendfile(transport, file: file.fd, fallback: false)
+                } catch let error as TulipError {
+                    refused = "\(error.code)"
+                }
+                let sent = try await loop.sendfile(transport, file: file.fd)
+                transport.close()
+                let code = try await client.value
+                server.close()
+                await server.waitClosed()
+                return (code, sent, refused)
+            }
+        }
+        #expect(code == 0)
+        #expect(sent == 300_000)
+        #expect(refused == "sendfileNotSupported")
     }
 
     @Test func pr10SilentClientIsClosedAfterTheHandshakeTimeoutWithoutConnectionMade() async throws {
