@@ -33,7 +33,23 @@ let package = Package(
 
         .target(
             name: "Tulip",
-            dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
+            dependencies: ["TulipTLS", nioCore, nioPosix, nioConcurrencyHelpers, dequeModule]
+        ),
+
+        // MARK: - TLS
+
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "COpenSSLShims",
+            dependencies: ["COpenSSL"]
+        ),
+        .target(
+            name: "TulipTLS",
+            dependencies: ["COpenSSL", "COpenSSLShims", nioCore]
         ),
 
         // MARK: - systemd
@@ -52,7 +68,7 @@ let package = Package(
 
         .target(
             name: "TulipDaemon",
-            dependencies: ["Tulip", "TulipSystemd", nioCore, nioPosix, nioConcurrencyHelpers, logging]
+            dependencies: ["Tulip", "TulipSystemd", "TulipTLS", nioCore, nioPosix, nioConcurrencyHelpers, logging]
         ),
         .target(
             name: "TulipPlugins",
@@ -74,7 +90,11 @@ let package = Package(
 
         .testTarget(
             name: "TulipTests",
-            dependencies: ["Tulip", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
+            dependencies: ["Tulip", "TulipTLS", "TulipTestKit", nioCore, nioPosix, nioEmbedded, nioConcurrencyHelpers]
+        ),
+        .testTarget(
+            name: "TulipTLSTests",
+            dependencies: ["TulipTLS", nioCore, nioEmbedded]
         ),
         .testTarget(
             name: "TulipSystemdTests",
@@ -93,7 +113,8 @@ let package = Package(
 
 // MARK: - Standard settings
 
-for target in package.targets where target.type != .system {
+// C targets (the system libraries and the OpenSSL macro shims) take no Swift settings.
+for target in package.targets where target.type != .system && target.name != "COpenSSLShims" {
     var settings = target.swiftSettings ?? []
     settings.append(.swiftLanguageMode(.v6))
     settings.append(.enableUpcomingFeature("ExistentialAny"))

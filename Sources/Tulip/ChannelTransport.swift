@@ -1,4 +1,5 @@
 import NIOCore
+import TulipTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -78,6 +79,8 @@ public final class ChannelTransport {
     /// True for plain TCP and unix sockets. A transport whose pipeline transforms bytes (TLS) must
     /// set it to false, so that `sendfile` uses its read/write fallback (SF-3).
     var supportsNativeSendfile = true
+    /// What the TLS handshake negotiated, for TLS transports; set before attaching.
+    var tlsInfo: TLSConnectionInfo?
     /// Which kind of `sendfile` transfer is in progress, if any.
     var sendfileMode = SendfileMode.none
     /// What a fallback `sendfile` runs once writing resumes (FC-5) or the channel closes.
@@ -534,7 +537,11 @@ extension ChannelTransport {
         self.context = context
         self.extraInfo = TransportInfo(
             peerAddress: context.channel.remoteAddress,
-            localAddress: context.channel.localAddress
+            localAddress: context.channel.localAddress,
+            tlsVersion: self.tlsInfo?.protocolVersion,
+            tlsCipher: self.tlsInfo?.cipher,
+            alpnProtocol: self.tlsInfo?.alpn,
+            peerCertificateSubject: self.tlsInfo?.peerCertificateSubject
         )
         self.applyWaterMarks()
         self.loop.register(self)

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Watches the connections of a server: the daemon's logs and counters hang off this seam.
 ///
 /// Called on the loop's thread. `connectionOpened` comes when the transport is created, before
@@ -8,4 +10,12 @@ public protocol ConnectionObserver: AnyObject {
     func connectionOpened(_ transport: ChannelTransport)
     /// The connection is gone and its protocol was told.
     func connectionClosed(_ transport: ChannelTransport, error: (any Error)?)
+    /// A TLS connection was closed before its handshake finished (it never got a transport):
+    /// OpenSSL refused it, the peer left, or the handshake timed out.
+    func handshakeFailed(peer: SocketAddress?, error: any Error)
+}
+
+extension ConnectionObserver {
+    /// Does nothing.
+    public func handshakeFailed(peer: SocketAddress?, error: any Error) {}
 }

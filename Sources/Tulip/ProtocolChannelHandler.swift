@@ -1,4 +1,5 @@
 import NIOCore
+import TulipTLS
 
 /// Translates NIO channel events into a ``ChannelTransport``'s protocol callbacks.
 ///
@@ -25,6 +26,25 @@ public final class ProtocolChannelHandler: ChannelInboundHandler, RemovableChann
             protocol: protocolObject,
             connectionID: ConnectionIDs.next()
         )
+        self.transport.observer = observer
+    }
+
+    /// A handler behind an ``OpenSSLHandler`` whose handshake has finished: no EOF writing, no
+    /// native sendfile, and the TLS facts in the extra info.
+    init(
+        loop: TulipLoop,
+        protocol protocolObject: any StreamProtocol,
+        observer: (any ConnectionObserver)?,
+        tls: TLSConnectionInfo
+    ) {
+        self.transport = ChannelTransport(
+            loop: loop,
+            protocol: protocolObject,
+            connectionID: ConnectionIDs.next(),
+            canWriteEOF: false
+        )
+        self.transport.supportsNativeSendfile = false
+        self.transport.tlsInfo = tls
         self.transport.observer = observer
     }
 

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TulipTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -8,8 +9,8 @@ import Glibc
 import Musl
 #endif
 
-/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:makeProtocol:)``
-/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:makeProtocol:)``
+/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:ssl:sslHandshakeTimeout:makeProtocol:)``
+/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:ssl:sslHandshakeTimeout:makeProtocol:)``
 /// (asyncio's `Server`, ASYNCIO-SPEC §13).
 ///
 /// A server owns its listening sockets and tracks its client transports from their creation until
@@ -29,6 +30,9 @@ public final class Server: @unchecked Sendable {
     private let isUnix: Bool
     private let makeProtocol: @Sendable () throws -> any StreamProtocol
     private let observer: (any ConnectionObserver)?
+    /// Set for TLS servers: each accepted connection does the handshake before its protocol exists.
+    private let ssl: OpenSSLContext?
+    private let sslHandshakeTimeout: TimeAmount
 
     private struct Snapshot {
         var isServing = false
@@ -53,9 +57,13 @@ public final class Server: @unchecked Sendable {
         backlog: Int32,
         isUnix: Bool,
         observer: (any ConnectionObserver)?,
+        ssl: OpenSSLContext? = nil,
+        sslHandshakeTimeout: TimeAmount = .seconds(60),
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) {
         self.loop = loop
+        self.ssl = ssl
+        self.sslHandshakeTimeout = sslHandshakeTimeout
         self.pending = sockets
         self.backlog = backlog
         self.isUnix = isUnix
@@ -148,6 +156,10 @@ public final class Server: @unchecked Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let ssl = self.ssl {
+                        try self.addTLSHandler(ssl, to: channel)
+                        return
+                    }
                     let protocolObject = try self.makeProtocol()
                     let handler = ProtocolChannelHandler(loop: loop, protocol: protocolObject, observer: self.observer)
                     self.track(handler.transport)
@@ -167,6 +179,28 @@ public final class Server: @unchecked Sendable {
             }
         }
         return future
+    }
+
+    /// PR-10: the protocol is made, tracked and told `connectionMade` only once the handshake has
+    /// finished; a failed or timed-out handshake closes the connection without any callback.
+    private func addTLSHandler(_ ssl: OpenSSLContext, to channel: any Channel) throws {
+        let loop = self.loop
+        let tls = OpenSSLHandler(context: ssl, handshakeTimeout: self.sslHandshakeTimeout) { [self] context, info in
+            do {
+                let protocolObject = try self.makeProtocol()
+                let handler = ProtocolChannelHandler(
+                    loop: loop,
+                    protocol: protocolObject,
+                    observer: self.observer,
+                    tls: info
+                )
+                self.track(handler.transport)
+                try context.pipeline.syncOperations.addHandler(handler)
+            } catch {
+                context.close(promise: nil)
+            }
+        }
+        try channel.pipeline.syncOperations.addHandlers(tls, TLSHandshakeFailureReporter(observer: self.observer))
     }
 
     private func track(_ transport: ChannelTransport) {
@@ -316,6 +350,37 @@ extension Server: LoopParticipant {
     func loopDidResume() {
         for (_, channel) in self.listening {
             try? channel.syncOptions?.setOption(.autoRead, value: true)
+        }
+    }
+}
+
+/// Sits right behind the TLS handler: reports an error that ends the handshake to the server's
+/// observer (there is no transport or protocol yet to tell), and passes everything on afterwards.
+private final class TLSHandshakeFailureReporter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let observer: (any ConnectionObserver)?
+    private var handshakeDone = false
+
+    init(observer: (any ConnectionObserver)?) {
+        self.observer = observer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is TLSHandshakeCompleted { self.handshakeDone = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if self.handshakeDone {
+            context.fireErrorCaught(error)
+        } else {
+            self.observer?.handshakeFailed(peer: context.channel.remoteAddress, error: error)
         }
     }
 }

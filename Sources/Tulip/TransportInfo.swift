@@ -7,17 +7,42 @@ public struct TransportInfo: Sendable, Hashable {
     /// The local address (`sockname`).
     public var localAddress: SocketAddress?
 
+    /// The negotiated TLS version (`TLSv1.2`, `TLSv1.3`); nil without TLS.
+    public var tlsVersion: String?
+    /// The negotiated cipher's OpenSSL name (`cipher`); nil without TLS.
+    public var tlsCipher: String?
+    /// The negotiated ALPN protocol (`alpn_protocol`), if any.
+    public var alpnProtocol: String?
+    /// The subject of the peer's certificate (`peercert`), if it sent one.
+    public var peerCertificateSubject: String?
+
     /// Makes a value.
-    public init(peerAddress: SocketAddress? = nil, localAddress: SocketAddress? = nil) {
+    public init(
+        peerAddress: SocketAddress? = nil,
+        localAddress: SocketAddress? = nil,
+        tlsVersion: String? = nil,
+        tlsCipher: String? = nil,
+        alpnProtocol: String? = nil,
+        peerCertificateSubject: String? = nil
+    ) {
         self.peerAddress = peerAddress
         self.localAddress = localAddress
+        self.tlsVersion = tlsVersion
+        self.tlsCipher = tlsCipher
+        self.alpnProtocol = alpnProtocol
+        self.peerCertificateSubject = peerCertificateSubject
     }
 
-    /// The asyncio key lookup: `"peername"` and `"sockname"`; `default` for anything else (TR-1).
+    /// The asyncio key lookup: `"peername"` and `"sockname"`, and on TLS transports `"ssl_version"`,
+    /// `"cipher"`, `"alpn_protocol"` and `"peercert"` (the subject); `default` for anything else (TR-1).
     public func value(forKey key: String, default defaultValue: (any Sendable)? = nil) -> (any Sendable)? {
         switch key {
         case "peername": return self.peerAddress ?? defaultValue
         case "sockname": return self.localAddress ?? defaultValue
+        case "ssl_version": return self.tlsVersion ?? defaultValue
+        case "cipher": return self.tlsCipher ?? defaultValue
+        case "alpn_protocol": return self.alpnProtocol ?? defaultValue
+        case "peercert": return self.peerCertificateSubject ?? defaultValue
         default: return defaultValue
         }
     }

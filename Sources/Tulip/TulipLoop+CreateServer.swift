@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import TulipTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -37,6 +38,9 @@ extension TulipLoop {
     ///   - startServing: `false` binds without listening, so connections are refused until
     ///     ``Server/startServing()`` (CS-17).
     ///   - observer: told when each connection opens and closes.
+    ///   - ssl: serve TLS with this server context; the protocol is made and gets `connectionMade`
+    ///     only after the handshake (PR-10).
+    ///   - sslHandshakeTimeout: how long a handshake may take (default 60 s); only with `ssl` (CS-1).
     ///   - makeProtocol: called on the loop thread once per accepted connection (CS-19); if it
     ///     throws, that connection is closed and the server carries on (CS-21).
     /// - Returns: the new server, already serving unless `startServing` is `false`.
@@ -53,9 +57,12 @@ extension TulipLoop {
         keepAlive: Bool = false,
         startServing: Bool = true,
         observer: (any ConnectionObserver)? = nil,
+        ssl: OpenSSLContext? = nil,
+        sslHandshakeTimeout: TimeAmount? = nil,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         if self.isClosed { throw TulipError.loopClosed() }
+        let handshakeTimeout = try Self.checkTLSArguments(ssl: ssl, sslHandshakeTimeout: sslHandshakeTimeout)
         let hosts = (host ?? []).filter { !$0.isEmpty }
         let sockets: [BoundSocket]
         if let sock {
@@ -84,6 +91,8 @@ extension TulipLoop {
             isUnix: false,
             startServing: startServing,
             observer: observer,
+            ssl: ssl,
+            sslHandshakeTimeout: handshakeTimeout,
             makeProtocol: makeProtocol
         )
     }
@@ -99,6 +108,8 @@ extension TulipLoop {
         keepAlive: Bool = false,
         startServing: Bool = true,
         observer: (any ConnectionObserver)? = nil,
+        ssl: OpenSSLContext? = nil,
+        sslHandshakeTimeout: TimeAmount? = nil,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         try await self.createServer(
@@ -112,6 +123,8 @@ extension TulipLoop {
             keepAlive: keepAlive,
             startServing: startServing,
             observer: observer,
+            ssl: ssl,
+            sslHandshakeTimeout: sslHandshakeTimeout,
             makeProtocol: makeProtocol
         )
     }
@@ -130,6 +143,8 @@ extension TulipLoop {
     ///     ``Server/startServing()``.
     ///   - cleanupSocket: unlink the path on ``Server/close()`` if its inode is unchanged (US-8).
     ///   - observer: told when each connection opens and closes.
+    ///   - ssl: serve TLS with this server context (see `createServer`).
+    ///   - sslHandshakeTimeout: how long a handshake may take (default 60 s); only with `ssl`.
     ///   - makeProtocol: called on the loop thread once per accepted connection; if it throws, that
     ///     connection is closed and the server carries on.
     /// - Returns: the new server, already serving unless `startServing` is `false`.
@@ -144,9 +159,12 @@ extension TulipLoop {
         startServing: Bool = true,
         cleanupSocket: Bool = true,
         observer: (any ConnectionObserver)? = nil,
+        ssl: OpenSSLContext? = nil,
+        sslHandshakeTimeout: TimeAmount? = nil,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         if self.isClosed { throw TulipError.loopClosed() }
+        let handshakeTimeout = try Self.checkTLSArguments(ssl: ssl, sslHandshakeTimeout: sslHandshakeTimeout)
         let socket: BoundSocket
         switch (path, sock) {
         case (.some, .some):
@@ -166,8 +184,23 @@ extension TulipLoop {
             isUnix: true,
             startServing: startServing,
             observer: observer,
+            ssl: ssl,
+            sslHandshakeTimeout: handshakeTimeout,
             makeProtocol: makeProtocol
         )
+    }
+
+    /// CS-1 and CS-22: a handshake timeout needs `ssl` and must be positive; the default is 60 s.
+    static func checkTLSArguments(ssl: OpenSSLContext?, sslHandshakeTimeout: TimeAmount?) throws -> TimeAmount {
+        guard let sslHandshakeTimeout else { return .seconds(60) }
+        guard ssl != nil else {
+            throw TulipError.invalidArgument("ssl_handshake_timeout is only meaningful with ssl")
+        }
+        guard sslHandshakeTimeout.nanoseconds > 0 else {
+            let seconds = Double(sslHandshakeTimeout.nanoseconds) / 1_000_000_000
+            throw TulipError.invalidArgument("ssl_handshake_timeout should be a positive number, got \(seconds)")
+        }
+        return sslHandshakeTimeout
     }
 
     private func makeServer(
@@ -176,6 +209,8 @@ extension TulipLoop {
         isUnix: Bool,
         startServing: Bool,
         observer: (any ConnectionObserver)?,
+        ssl: OpenSSLContext?,
+        sslHandshakeTimeout: TimeAmount,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         let server = Server(
@@ -184,6 +219,8 @@ extension TulipLoop {
             backlog: Int32(clamping: backlog),
             isUnix: isUnix,
             observer: observer,
+            ssl: ssl,
+            sslHandshakeTimeout: sslHandshakeTimeout,
             makeProtocol: makeProtocol
         )
         if startServing {

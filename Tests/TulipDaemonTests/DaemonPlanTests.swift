@@ -4,6 +4,10 @@ import TulipPlugins
 
 @testable import TulipDaemon
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct DaemonPlanTests {
     private func plan(_ json: String) throws -> DaemonPlan {
         let configuration = try DaemonConfiguration.parse(Array(json.utf8), file: "t.json")
@@ -39,11 +43,38 @@ struct DaemonPlanTests {
         #expect(errors.first?.message.contains("chargen, daytime, discard, echo, files, time") == true)
     }
 
-    @Test func tlsListenersFailTheCheckUntilTheirSupportLands() {
+    @Test func aTLSListenerWithAMissingCertificateNamesTheKey() {
         let errors = self.errors(
-            #"{"listeners":[{"name":"a","protocol":"echo","tcp":{"port":1},"tls":{"certificate_chain":"/c","private_key":"/k"}}]}"#
+            #"{"listeners":[{"name":"a","protocol":"echo","tcp":{"port":1},"tls":{"certificate_chain":"/nonexistent/c","private_key":"/nonexistent/k"}}]}"#
         )
-        #expect(errors.first?.message.contains("not supported yet") == true)
+        #expect(errors.count == 1)
+        #expect(errors.first?.keyPath == "listeners[0].tls.certificate_chain")
+        #expect(errors.first?.message.contains("/nonexistent/c") == true)
+    }
+
+    @Test func aTLSListenerLoadsItsFilesAndAMismatchedKeyIsRefused() throws {
+        var template = Array("/tmp/tulip-plan-tls-XXXXXX".utf8CString)
+        _ = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        let directory = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        defer { _ = system("rm -rf '\(directory)'") }
+        let made = system(
+            """
+            cd '\(directory)' && \
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost 2>/dev/null && \
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.pem 2>/dev/null
+            """
+        )
+        #expect(made == 0)
+        let good = try self.plan(
+            #"{"listeners":[{"name":"a","protocol":"echo","tcp":{"port":1},"tls":{"certificate_chain":"\#(directory)/cert.pem","private_key":"\#(directory)/key.pem","alpn":["h2"],"min_version":"1.3"}}]}"#
+        )
+        #expect(good.listeners.first?.tls != nil)
+        let errors = self.errors(
+            #"{"listeners":[{"name":"a","protocol":"echo","tcp":{"port":1},"tls":{"certificate_chain":"\#(directory)/cert.pem","private_key":"\#(directory)/other.pem"}}]}"#
+        )
+        #expect(errors.count == 1)
+        #expect(errors.first?.keyPath == "listeners[0].tls.private_key")
+        #expect(errors.first?.message.contains("does not match") == true)
     }
 
     @Test(arguments: ["udp", "unix_datagram"])

@@ -140,7 +140,13 @@ struct ServerTests {
                 try await eventually(loop) { server.clientCount == 1 }
                 server.close()
                 #expect(server.sockets.isEmpty)
-                let refused = try await loop.runInExecutor { connectionRefused(port: port) }
+                // New connections must not reach this server. The port itself may already belong
+                // to another test running in parallel, so "refused" alone would be flaky.
+                try await loop.runInExecutor {
+                    _ = connectionRefused(port: port)
+                    usleep(50_000)
+                }
+                let notAccepted = server.clientCount == 1
                 let waiter = Task(executorPreference: loop) { await server.waitClosed() }
                 let stillServed = try await loop.runInExecutor { () -> Bool in
                     client.send("still")
@@ -151,7 +157,7 @@ struct ServerTests {
                 client.close()
                 await waiter.value
                 await server.waitClosed()  // returns at once from now on
-                return (refused, stillServed, waitedWhileClientOpen, !server.isServing)
+                return (notAccepted, stillServed, waitedWhileClientOpen, !server.isServing)
             }
         }
         #expect(outcome.0)

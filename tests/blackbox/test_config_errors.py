@@ -242,22 +242,6 @@ def test_schema_violation_is_a_config_error_naming_the_location(mutation_id, tmp
 
 
 # --------------------------------------------------------------------------
-# TLS parses but is not supported yet. DELETE THIS SECTION when TLS listeners land.
-
-
-@pytest.mark.not_supported_yet
-def test_tls_listener_fails_check_as_not_supported_yet(tmp_path, daemon):
-    config = base_config(tmp_path)
-    config["listeners"].append({
-        "name": "echo-tls", "protocol": "echo",
-        "tcp": {"host": "127.0.0.1", "port": free_port()},
-        "tls": {"certificate_chain": str(tmp_path / "cert.pem"), "private_key": str(tmp_path / "key.pem")},
-    })
-    _, err, _ = expect_config_error("check", config, tmp_path, daemon)
-    assert "not supported yet" in err.lower(), f"error does not say 'not supported yet'\n--- stderr ---\n{tail(err)}"
-
-
-# --------------------------------------------------------------------------
 # No socket is touched on a config error
 
 

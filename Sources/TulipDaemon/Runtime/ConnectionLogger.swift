@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import Tulip
+import TulipTLS
 
 /// Logs each connection of one listener: `debug` when it opens, `info` when it closes, with the
 /// listener, protocol, peer, connection id, byte counts and duration (ARCHITECTURE §5.6).
@@ -36,6 +37,17 @@ final class ConnectionLogger: ConnectionObserver {
         if let error { metadata["error"] = "\(error)" }
         self.logger.info("connection closed", metadata: metadata)
         self.onChange?()
+    }
+
+    /// A TLS client was closed before its handshake finished.
+    /// A peer that leaves before saying anything (a port probe) is only worth `debug`.
+    func handshakeFailed(peer: SocketAddress?, error: any Error) {
+        let metadata: Logger.Metadata = ["peer": "\(Self.describe(peer))", "error": "\(error)"]
+        if error is TLSHandshakeEOFError {
+            self.logger.debug("TLS handshake failed", metadata: metadata)
+        } else {
+            self.logger.info("TLS handshake failed", metadata: metadata)
+        }
     }
 
     /// A listener could not go on serving (a pipe listener that cannot reopen its FIFO).

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import Tulip
 import TulipSystemd
+import TulipTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -170,6 +171,8 @@ public final class Daemon: @unchecked Sendable {
                     reusePort: tcp.reusePort,
                     keepAlive: tcp.keepAlive,
                     observer: observer,
+                    ssl: listener.tls,
+                    sslHandshakeTimeout: Self.handshakeTimeout(configuration),
                     makeProtocol: { try factory.makeStreamProtocol() }
                 )
             case .unix(let unix):
@@ -190,6 +193,8 @@ public final class Daemon: @unchecked Sendable {
                     backlog: unix.backlog,
                     mode: unix.mode,
                     observer: observer,
+                    ssl: listener.tls,
+                    sslHandshakeTimeout: Self.handshakeTimeout(configuration),
                     makeProtocol: { try factory.makeStreamProtocol() }
                 )
             default:
@@ -221,6 +226,13 @@ public final class Daemon: @unchecked Sendable {
         if let socket = passed.first { metadata["fd"] = "\(socket.fd)" }
         logger.info(passed.isEmpty ? "listening" : "listening on a socket passed by systemd", metadata: metadata)
         return RunningListener(plan: listener, server: server, datagrams: nil, observer: observer)
+    }
+
+    /// The `tls` block's handshake timeout, or nil without TLS (`createServer` refuses one then).
+    private static func handshakeTimeout(_ configuration: ListenerConfiguration) -> TimeAmount? {
+        guard let tls = configuration.tls else { return nil }
+        let (seconds, attoseconds) = tls.handshakeTimeout.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     /// Opens a datagram listener's endpoints: one per `udp` host (`0.0.0.0` when none is given),

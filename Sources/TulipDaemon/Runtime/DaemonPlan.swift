@@ -1,5 +1,6 @@
 import Logging
 import Tulip
+import TulipTLS
 
 /// A configuration checked against a plugin registry: everything `tulipd check` can validate
 /// without binding a socket, and the protocol factories the listeners will use.
@@ -12,6 +13,8 @@ public struct DaemonPlan: Sendable {
         public let plugin: PluginRegistry.Entry
         /// The factory made from its options.
         public let factory: any ProtocolFactory
+        /// The TLS server context built from its `tls` block, if it has one.
+        public let tls: OpenSSLContext?
     }
 
     /// The configuration the plan was made from.
@@ -62,15 +65,31 @@ public struct DaemonPlan: Sendable {
                 )
                 continue
             }
-            if listener.tls != nil {
-                errors.append(
-                    .invalidValue(
-                        "TLS listeners are not supported yet",
-                        keyPath: "\(path).tls",
-                        at: listener.locations.tls
+            var tlsContext: OpenSSLContext?
+            if let tls = listener.tls {
+                do {
+                    tlsContext = try Self.makeTLSContext(tls)
+                } catch let error as OpenSSLError {
+                    let key: String
+                    switch error.input {
+                    case .certificateChain: key = "certificate_chain"
+                    case .privateKey: key = "private_key"
+                    case .clientCA: key = "client_ca"
+                    case .alpn: key = "alpn"
+                    case nil: key = ""
+                    }
+                    errors.append(
+                        .invalidValue(
+                            "\(error)",
+                            keyPath: key.isEmpty ? "\(path).tls" : "\(path).tls.\(key)",
+                            at: listener.locations.tls
+                        )
                     )
-                )
-                continue
+                    continue
+                } catch {
+                    errors.append(.invalidValue("\(error)", keyPath: "\(path).tls", at: listener.locations.tls))
+                    continue
+                }
             }
             var pluginLogger = logger
             pluginLogger[metadataKey: "listener"] = "\(listener.name)"
@@ -84,7 +103,7 @@ public struct DaemonPlan: Sendable {
             )
             do {
                 let factory = try plugin.makeFactory(listener, context)
-                listeners.append(Listener(configuration: listener, plugin: plugin, factory: factory))
+                listeners.append(Listener(configuration: listener, plugin: plugin, factory: factory, tls: tlsContext))
             } catch let error as ConfigurationError {
                 errors.append(error)
             } catch let error as ConfigurationErrors {
@@ -96,5 +115,16 @@ public struct DaemonPlan: Sendable {
         if !errors.isEmpty { throw ConfigurationErrors(errors) }
         self.configuration = configuration
         self.listeners = listeners
+    }
+
+    /// Loads a `tls` block's files: the chain, the key (checked to match), the client CA.
+    static func makeTLSContext(_ tls: TLSFileConfiguration) throws -> OpenSSLContext {
+        try OpenSSLContext.server(
+            certificateChain: tls.certificateChainFile,
+            privateKey: tls.privateKeyFile,
+            minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12,
+            alpn: tls.alpnProtocols,
+            clientCA: tls.clientCAFile
+        )
     }
 }
