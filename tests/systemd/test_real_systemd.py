@@ -168,3 +168,37 @@ def test_watchdog_kills_a_blocked_loop(units, setup):
     finally:
         units.systemctl("stop", "tulipd.service")
         units.remove_dropin("tulipd.service", "20-watchdog.conf")
+
+
+def test_template_instances_share_a_port_with_reuse_port(units):
+    """tulipd@a and tulipd@b, each with its own /etc/tulipd/INSTANCE.json, both bind one port
+    with reuse_port; the kernel spreads connections over both."""
+    port = free_port()
+    listener = {"name": "echo", "protocol": "echo", "tcp": {"host": "127.0.0.1", "port": port, "reuse_port": True}}
+    instances = ("a", "b")
+    for name in instances:
+        units.write_file(f"/etc/tulipd/{name}.json", json.dumps({"listeners": [listener]}))
+    dropin = f"[Service]\nExecStart=\nExecStart={INSIDE}/tulipd run --config /etc/tulipd/%i.json\n"
+    units.install_units(dropins={"tulipd@.service": {"10-test.conf": dropin}})
+    try:
+        units.systemctl("start", *(f"tulipd@{name}.service" for name in instances))
+        peers = []
+        for i in range(40):
+            with connect_tcp(("127.0.0.1", port)) as conn:
+                echo_roundtrip(conn, b"%d\n" % i)
+                peers.append("127.0.0.1:%d" % conn.getsockname()[1])
+        deadline = time.monotonic() + 5
+        served: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            entries = units.journal("SYSLOG_IDENTIFIER=tulipd", "MESSAGE=connection closed", "LISTENER=echo")
+            served = {}
+            for entry in entries:
+                if entry.get("PEER") in peers:
+                    served[entry["_SYSTEMD_UNIT"]] = served.get(entry["_SYSTEMD_UNIT"], 0) + 1
+            if sum(served.values()) == len(peers):
+                break
+            time.sleep(0.1)
+        assert set(served) == {f"tulipd@{name}.service" for name in instances}, served
+        assert sum(served.values()) == len(peers), served
+    finally:
+        units.systemctl("stop", *(f"tulipd@{name}.service" for name in instances))
