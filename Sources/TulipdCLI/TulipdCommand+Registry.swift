@@ -7,7 +7,8 @@ extension TulipdCommand {
     /// before any argument is parsed; subcommands read it on the same thread.
     private static let installedRegistry = NIOLockedValueBox<PluginRegistry?>(nil)
 
-    /// Parses the process's arguments and runs the subcommand with the plugins in `registry`.
+    /// Runs the subcommand the process's arguments name, with the plugins in `registry`.
+    ///
     /// Call it from the executable's `main()`, on the main thread; on an error it exits the
     /// process with the error's code, as `ParsableCommand.main()` does.
     ///

@@ -14,6 +14,7 @@ import Musl
 /// The plugins come from the registry the executable passes to ``main(registry:)``, so `tulipd`
 /// and `tulipd-test` share this command and differ only in what they register.
 public struct TulipdCommand: ParsableCommand {
+    /// The subcommands (`run` by default) and the help text.
     public static let configuration = CommandConfiguration(
         commandName: "tulipd",
         abstract: "Serve protocol plugins on the TCP and unix listeners a JSON config declares.",
@@ -22,6 +23,7 @@ public struct TulipdCommand: ParsableCommand {
         defaultSubcommand: Run.self
     )
 
+    /// Made by ArgumentParser while parsing, on the main thread.
     public init() {}
 }
 

@@ -2,8 +2,9 @@ import TulipPlugins
 import TulipTestPlugins
 import TulipdCLI
 
-/// `tulipd-test`: `tulipd` plus the test-only plugins of ``TulipTestPlugins`` (`block-loop`), for
-/// the real-systemd tests. Never installed: the shipped `tulipd` cannot block its own loop.
+/// The test-only daemon: `tulipd` plus the plugins of ``TulipTestPlugins`` (`block-loop`).
+///
+/// For the real-systemd tests; never installed: the shipped `tulipd` cannot block its own loop.
 @main
 enum TulipdTest {
     static func main() {
