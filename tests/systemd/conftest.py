@@ -112,15 +112,17 @@ def machine(setup):
             pytest.fail(f"{binary} is not built (swift build, or set TULIPD=)", pytrace=False)
     binds = {str(TULIPD.parent): str(INSIDE)}
     with SystemdContainer("tulip-systemd", binds=binds, ro_paths=runpath_dirs(TULIPD)) as container:
-        container.write_file(CONFIG_INSIDE, json.dumps(setup.config, indent=2) + "\n")
         container.install_units(UNIT_DIR, setup.dropins())
         yield container
 
 
 @pytest.fixture
-def units(machine):
-    """Every test starts from the sockets listening and tulipd.service stopped."""
+def units(machine, setup):
+    """Every test starts from the test config in place, the sockets listening and
+    tulipd.service stopped; a test may rewrite the config (a reload test) or add drop-ins, and
+    removes its drop-ins itself."""
     machine.systemctl("stop", "tulipd.service")
     machine.systemctl("reset-failed", check=False)
+    machine.write_file(CONFIG_INSIDE, json.dumps(setup.config, indent=2) + "\n")
     machine.systemctl("start", "tulipd.socket")
     yield machine
