@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "TulipSystemd", targets: ["TulipSystemd"]),
         .library(name: "TulipTestKit", targets: ["TulipTestKit"]),
         .executable(name: "tulipd", targets: ["tulipd"]),
+        .executable(name: "tulipd-test", targets: ["tulipd-test"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -81,9 +82,24 @@ let package = Package(
             name: "TulipPlugins",
             dependencies: ["Tulip", "TulipDaemon", nioCore, logging]
         ),
+        .target(
+            name: "TulipdCLI",
+            dependencies: ["Tulip", "TulipDaemon", nioConcurrencyHelpers, argumentParser, logging]
+        ),
         .executableTarget(
             name: "tulipd",
-            dependencies: ["Tulip", "TulipDaemon", "TulipPlugins", argumentParser, logging]
+            dependencies: ["TulipdCLI", "TulipPlugins"]
+        ),
+
+        // MARK: - Test-only daemon (never shipped)
+
+        .target(
+            name: "TulipTestPlugins",
+            dependencies: ["Tulip", "TulipDaemon", nioCore]
+        ),
+        .executableTarget(
+            name: "tulipd-test",
+            dependencies: ["TulipdCLI", "TulipPlugins", "TulipTestPlugins"]
         ),
 
         // MARK: - Test support

@@ -314,9 +314,12 @@ def make_config(*listeners: dict, grace: float = 10, level: str = "info", fmt: s
 # Running the CLI (check / plugins)
 
 
-def run_tulipd(args: Iterable[str], timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run tulipd to completion (for `check`, `plugins`, ...) with text output."""
-    argv = [str(TULIPD), *map(str, args)]
+def run_tulipd(
+    args: Iterable[str], timeout: float = CLI_TIMEOUT, binary: Path = TULIPD
+) -> subprocess.CompletedProcess:
+    """Run tulipd (or `binary`, such as tulipd-test) to completion (for `check`, `plugins`, ...)
+    with text output."""
+    argv = [str(binary), *map(str, args)]
     try:
         return subprocess.run(
             argv,

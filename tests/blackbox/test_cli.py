@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -13,6 +14,7 @@ from conftest import (
     EX_CONFIG,
     EX_OK,
     REPO,
+    TULIPD,
     check_config,
     connect_tcp,
     describe_result,
@@ -40,6 +42,29 @@ def test_plugins_command_lists_every_builtin_plugin_one_per_line():
     lines = _plugin_lines(r.stdout)
     missing = [p for p in BUILTIN_PLUGINS if p not in lines]
     assert not missing, f"`tulipd plugins` has no line starting with {missing}\n{describe_result(r)}"
+
+
+def test_block_loop_is_in_tulipd_test_and_never_in_the_shipped_tulipd():
+    """tulipd-test is tulipd plus the test-only block-loop plugin (it can block the loop on
+    purpose, for the watchdog test); the shipped binary does not even contain its code."""
+    shipped = run_tulipd(["plugins"])
+    assert shipped.returncode == EX_OK, describe_result(shipped)
+    assert "block-loop" not in _plugin_lines(shipped.stdout), describe_result(shipped)
+    assert b"BlockLoop" not in TULIPD.read_bytes(), f"{TULIPD} links the test-only plugin"
+
+    test_binary = TULIPD.parent / "tulipd-test"
+    with_test = run_tulipd(["plugins"], binary=test_binary)
+    assert with_test.returncode == EX_OK, describe_result(with_test)
+    lines = _plugin_lines(with_test.stdout)
+    assert set(lines) == set(_plugin_lines(shipped.stdout)) | {"block-loop"}, describe_result(with_test)
+
+
+def test_block_loop_rejects_a_blocking_time_that_is_not_positive(tmp_path):
+    config = make_config(tcp_listener("block", "block-loop", options={"seconds": 0}))
+    path = tmp_path / "tulipd.json"
+    path.write_text(json.dumps(config))
+    r = run_tulipd(["check", "--config", str(path)], binary=TULIPD.parent / "tulipd-test")
+    assert r.returncode == EX_CONFIG and "listeners[0].options.seconds" in r.stderr, describe_result(r)
 
 
 @pytest.mark.parametrize("plugin", BUILTIN_PLUGINS)

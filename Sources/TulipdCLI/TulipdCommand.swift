@@ -2,7 +2,6 @@ import ArgumentParser
 import Logging
 import Tulip
 import TulipDaemon
-import TulipPlugins
 
 #if canImport(Glibc)
 import Glibc
@@ -11,9 +10,12 @@ import Musl
 #endif
 
 /// `tulipd`: runs Tulip protocol plugins on the listeners a JSON config declares.
-@main
-struct TulipdCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+///
+/// The plugins come from the registry the executable passes to ``main(registry:)``, so `tulipd`
+/// and `tulipd-test` share this command and differ only in what they register.
+public struct TulipdCommand: ParsableCommand {
+    /// The subcommands (`run` by default) and the help text.
+    public static let configuration = CommandConfiguration(
         commandName: "tulipd",
         abstract: "Serve protocol plugins on the TCP and unix listeners a JSON config declares.",
         discussion: "Exit codes: 0 clean stop, 78 configuration error, 1 any other start-up failure.",
@@ -22,6 +24,9 @@ struct TulipdCommand: ParsableCommand {
         ],
         defaultSubcommand: Run.self
     )
+
+    /// Made by ArgumentParser while parsing, on the main thread.
+    public init() {}
 }
 
 /// Options every subcommand that reads a config shares.
@@ -82,7 +87,7 @@ extension TulipdCommand {
             let plan: DaemonPlan
             let logger: Logger
             do {
-                (plan, logger) = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { log in
+                (plan, logger) = try loadPlan(self.options, registry: TulipdCommand.registry()) { log in
                     let level = levelOverride ?? log.level
                     return Logger(label: "tulipd") { label in
                         DaemonLogHandler.make(label: label, format: log.format, level: level)
@@ -128,7 +133,7 @@ extension TulipdCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            _ = try loadPlan(self.options, registry: TulipPlugins.makeRegistry()) { _ in
+            _ = try loadPlan(self.options, registry: TulipdCommand.registry()) { _ in
                 Logger(label: "tulipd") { label in StderrLogHandler(label: label, format: .text, level: .warning) }
             }
             print("ok")
@@ -142,7 +147,7 @@ extension TulipdCommand {
         )
 
         func run() throws {
-            let entries = TulipPlugins.makeRegistry().all
+            let entries = try TulipdCommand.registry().all
             let width = entries.map(\.name.count).max() ?? 0
             for entry in entries {
                 let kinds = entry.supportedKinds.map(\.description).sorted().joined(separator: ",")
