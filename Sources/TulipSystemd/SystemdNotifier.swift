@@ -40,6 +40,34 @@ public struct SystemdNotifier: Sendable {
         return system_send_datagram(path: path, state) == 0
     }
 
+    /// Sends `state` with `fds` attached (`SCM_RIGHTS`); the manager keeps its own duplicates.
+    /// - Returns: `true` when the datagram was sent; `false` when disabled or the send failed.
+    @discardableResult
+    public func notify(_ state: String, fileDescriptors fds: [CInt]) -> Bool {
+        guard let path = self.socketPath else { return false }
+        if self.usesProcessEnvironment {
+            return system_sd_pid_notify_with_fds(state, fds) > 0
+        }
+        return system_send_datagram(path: path, state, fds: fds) == 0
+    }
+
+    /// `FDSTORE=1` + `FDNAME=name` with `fds`.
+    ///
+    /// The service manager holds the sockets across a restart and passes them back under `name`
+    /// (`LISTEN_FDNAMES`). It needs
+    /// `FileDescriptorStoreMax=` in the unit; without it the manager drops them.
+    @discardableResult
+    public func storeFileDescriptors(_ fds: [CInt], name: String) -> Bool {
+        guard !fds.isEmpty else { return false }
+        return self.notify("FDSTORE=1\nFDNAME=" + Self.sanitized(name), fileDescriptors: fds)
+    }
+
+    /// `FDSTOREREMOVE=1` + `FDNAME=name`: the manager closes every stored descriptor of that name.
+    @discardableResult
+    public func removeStoredFileDescriptors(name: String) -> Bool {
+        self.notify("FDSTOREREMOVE=1\nFDNAME=" + Self.sanitized(name))
+    }
+
     /// `READY=1`, with a `STATUS=` line when given.
     @discardableResult
     public func ready(status: String? = nil) -> Bool {
