@@ -4,10 +4,19 @@ import Testing
 
 /// The reload diff (ARCHITECTURE §5, lifecycle step 5): listeners matched by name.
 struct ConfigurationDiffTests {
-    private func tcp(_ name: String, _ port: Int, protocol: String = "echo", hosts: [String] = ["127.0.0.1"])
+    private func tcp(
+        _ name: String,
+        _ port: Int,
+        protocol: String = "echo",
+        hosts: [String] = ["127.0.0.1"]
+    )
         -> ListenerConfiguration
     {
-        ListenerConfiguration(name: name, protocolName: `protocol`, endpoint: .tcp(TCPEndpoint(hosts: hosts, port: port)))
+        ListenerConfiguration(
+            name: name,
+            protocolName: `protocol`,
+            endpoint: .tcp(TCPEndpoint(hosts: hosts, port: port))
+        )
     }
 
     @Test func sortsListenersIntoAddedRemovedChangedAndUnchanged() {
