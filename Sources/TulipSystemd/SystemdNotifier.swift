@@ -5,7 +5,8 @@ import Musl
 #endif
 
 /// Tells the service manager about the daemon's state (`sd_notify(3)`): `READY=1`, `STATUS=`,
-/// `STOPPING=1`, `RELOADING=1`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC=`, `ERRNO=`.
+/// `STOPPING=1`, `RELOADING=1`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC=`, `ERRNO=`, and hands it
+/// sockets to keep (`FDSTORE=1`, `FDSTOREREMOVE=1`; `sd_pid_notify_with_fds(3)`).
 ///
 /// Disabled (every call a no-op) unless `NOTIFY_SOCKET` is set. A failed send is reported by the
 /// return value, never thrown: the daemon keeps serving when the manager is gone.

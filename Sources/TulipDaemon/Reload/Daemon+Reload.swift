@@ -3,12 +3,6 @@ import NIOCore
 import Tulip
 import TulipSystemd
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 // SIGHUP (ARCHITECTURE §5, lifecycle step 5). Everything here runs on the loop thread.
 //
 // A reload is two-phase. Prepare: load and check the configuration (off the loop), diff it by
@@ -74,8 +68,8 @@ extension Daemon {
         for listener in plan.listeners {
             let name = listener.configuration.name
             guard !diff.unchanged.contains(name) else { continue }
-            var sockets = AdoptedSockets.none
             do {
+                var sockets = AdoptedSockets.none
                 if let old = current[name],
                     ConfigurationDiff.canHandOverSockets(
                         from: old.plan.configuration.endpoint,
@@ -90,10 +84,10 @@ extension Daemon {
                 }
                 started[name] = try await starter.start(listener, generation: next, sockets: sockets)
             } catch {
-                if case .handedOver(let fds, _) = sockets, started[name] == nil {
-                    // The successor never owned them: createServer(socks:) adopts all or none.
-                    for fd in fds { close(fd) }
-                }
+                // Duplicates handed to a successor that failed are not closed here: the create
+                // calls close what they adopted when they fail afterwards, and closing again could
+                // hit a descriptor number reused meanwhile. (Adopting a duplicate of a socket that
+                // serves right now does not fail in practice.)
                 for (startedName, listener) in started {
                     if handedOver.contains(startedName) { listener.keepSocketFilesOnClose() }
                     listener.discard()
