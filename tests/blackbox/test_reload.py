@@ -9,13 +9,18 @@ import signal
 import socket
 import time
 
+import pytest
+
 from conftest import (
     EX_OK,
     connect_tcp,
+    connect_unix,
     echo_roundtrip,
+    free_port,
     make_config,
     tail,
     tcp_listener,
+    unix_listener,
     wait_refused,
     write_config,
 )
@@ -195,3 +200,34 @@ def test_sighup_during_drain_is_ignored(daemon):
         daemon.wait_for_stderr(r"SIGHUP received while draining; ignored")
         echo_roundtrip(s, b"still echoed during the drain\n")
     daemon.wait(timeout=15, returncode=EX_OK)
+
+
+def test_changed_unix_and_udp_listeners_take_over_their_sockets(daemon, short_tmp):
+    path = short_tmp / "echo.sock"
+    unix = unix_listener("echo-unix", "echo", path)
+    udp_port = free_port()
+    udp = {"name": "echo-udp", "protocol": "echo", "udp": {"host": "127.0.0.1", "port": udp_port}}
+    gone = unix_listener("gone-unix", "echo", short_tmp / "gone.sock")
+    daemon.start(make_config(unix, udp, gone))
+    with connect_unix(path) as old:
+        echo_roundtrip(old, b"generation one\n")
+        reload(daemon, make_config(dict(unix, protocol="discard"), dict(udp, protocol="discard")), generation=2)
+        with connect_unix(path) as fresh:
+            fresh.sendall(b"discarded\n")
+            fresh.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                fresh.recv(100)
+        echo_roundtrip(old, b"the old connection keeps the old protocol\n")
+    daemon.wait_for_stderr(r"listener drained.*listener=echo-unix")
+    # The replaced listener closed without unlinking the socket file its successor serves.
+    assert path.exists()
+    with connect_unix(path) as s:
+        s.sendall(b"still served\n")
+    # A removed unix listener removes its socket file.
+    assert not (short_tmp / "gone.sock").exists()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        s.sendto(b"discarded datagram\n", ("127.0.0.1", udp_port))
+        with pytest.raises(socket.timeout):
+            s.recvfrom(100)
+    daemon.stop(signal.SIGTERM, timeout=15, returncode=EX_OK)
