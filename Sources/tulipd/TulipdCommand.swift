@@ -76,6 +76,8 @@ extension TulipdCommand {
         var logLevel: Logger.Level?
 
         func run() throws {
+            // SIGHUP's default action ends the process: ignore it until the daemon handles it.
+            signal(SIGHUP, SIG_IGN)
             let levelOverride = self.logLevel
             let plan: DaemonPlan
             let logger: Logger

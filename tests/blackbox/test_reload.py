@@ -18,6 +18,7 @@ from conftest import (
     echo_roundtrip,
     free_port,
     make_config,
+    socket_mode,
     tail,
     tcp_listener,
     unix_listener,
@@ -211,7 +212,9 @@ def test_changed_unix_and_udp_listeners_take_over_their_sockets(daemon, short_tm
     daemon.start(make_config(unix, udp, gone))
     with connect_unix(path) as old:
         echo_roundtrip(old, b"generation one\n")
-        reload(daemon, make_config(dict(unix, protocol="discard"), dict(udp, protocol="discard")), generation=2)
+        changed_unix = unix_listener("echo-unix", "discard", path, mode="0600")
+        reload(daemon, make_config(changed_unix, dict(udp, protocol="discard")), generation=2)
+        assert socket_mode(path) & 0o777 == 0o600, oct(socket_mode(path))
         with connect_unix(path) as fresh:
             fresh.sendall(b"discarded\n")
             fresh.settimeout(0.5)

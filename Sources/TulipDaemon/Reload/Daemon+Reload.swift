@@ -82,19 +82,30 @@ extension Daemon {
                     )
                     handedOver.insert(name)
                 }
-                started[name] = try await starter.start(listener, generation: next, sockets: sockets)
+                started[name] = try await starter.start(
+                    listener,
+                    generation: next,
+                    sockets: sockets,
+                    startServing: false
+                )
             } catch {
                 // Duplicates handed to a successor that failed are not closed here: the create
                 // calls close what they adopted when they fail afterwards, and closing again could
                 // hit a descriptor number reused meanwhile. (Adopting a duplicate of a socket that
                 // serves right now does not fail in practice.)
-                for (startedName, listener) in started {
-                    if handedOver.contains(startedName) { listener.keepSocketFilesOnClose() }
-                    listener.discard()
-                }
+                self.discard(started, handedOver: handedOver)
                 self.reloadFailed(Self.reasons(error))
                 return
             }
+        }
+        // Everything bound: only now do the new servers accept, so a failed reload never drops
+        // a connection that one of them took.
+        do {
+            for listener in started.values { try await listener.startServing() }
+        } catch {
+            self.discard(started, handedOver: handedOver)
+            self.reloadFailed(Self.reasons(error))
+            return
         }
         self.commit(plan, diff: diff, started: started, handedOver: handedOver, current: current)
     }
@@ -153,6 +164,14 @@ extension Daemon {
         )
         if plan.configuration.log != previousLog {
             self.logger.notice("the log settings changed; they take effect when tulipd restarts")
+        }
+    }
+
+    /// Closes the listeners a failed reload started; sockets handed over stay with their owners.
+    private func discard(_ started: [String: RunningListener], handedOver: Set<String>) {
+        for (name, listener) in started {
+            if handedOver.contains(name) { listener.keepSocketFilesOnClose() }
+            listener.discard()
         }
     }
 

@@ -3,6 +3,12 @@ import NIOCore
 import Tulip
 import TulipSystemd
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// Sockets a listener adopts instead of binding its own.
 enum AdoptedSockets {
     /// None: the listener binds its address.
@@ -30,11 +36,17 @@ struct ListenerStarter {
     let onConnectionsChanged: (() -> Void)?
 
     /// Starts `listener` as part of configuration generation `generation`.
+    ///
+    /// With `startServing: false` a stream server is bound (or adopts its sockets) but accepts
+    /// nothing until ``RunningListener/startServing()``: a reload binds everything first, so a
+    /// failure discards listeners that never accepted a connection. Datagram endpoints and pipes
+    /// serve at once either way.
     /// - Throws: ``DaemonStartupError`` naming the listener and address; nothing stays bound.
     func start(
         _ listener: DaemonPlan.Listener,
         generation: Int,
-        sockets: AdoptedSockets
+        sockets: AdoptedSockets,
+        startServing: Bool = true
     ) async throws -> RunningListener {
         let configuration = listener.configuration
         var logger = self.logger
@@ -67,7 +79,13 @@ struct ListenerStarter {
                 let group = try await self.startDatagram(listener, fds: fds, sockets: sockets, logger: logger)
                 return running(server: nil, datagrams: group)
             }
-            let server = try await self.startStream(listener, fds: fds, sockets: sockets, observer: observer)
+            let server = try await self.startStream(
+                listener,
+                fds: fds,
+                sockets: sockets,
+                startServing: startServing,
+                observer: observer
+            )
             var metadata: Logger.Metadata = [
                 "address": "\(Self.boundAddress(server) ?? configuration.endpoint.addressDescription)"
             ]
@@ -103,6 +121,7 @@ struct ListenerStarter {
         _ listener: DaemonPlan.Listener,
         fds: [CInt],
         sockets: AdoptedSockets,
+        startServing: Bool,
         observer: ConnectionLogger
     ) async throws -> any ServingListener {
         let configuration = listener.configuration
@@ -125,6 +144,7 @@ struct ListenerStarter {
                 return try await self.loop.createServer(
                     socks: fds,
                     backlog: tcp.backlog,
+                    startServing: startServing,
                     observer: observer,
                     ssl: listener.tls,
                     sslHandshakeTimeout: timeout,
@@ -138,6 +158,7 @@ struct ListenerStarter {
                 reuseAddress: tcp.reuseAddress,
                 reusePort: tcp.reusePort,
                 keepAlive: tcp.keepAlive,
+                startServing: startServing,
                 observer: observer,
                 ssl: listener.tls,
                 sslHandshakeTimeout: timeout,
@@ -146,10 +167,22 @@ struct ListenerStarter {
         case .unix(let unix):
             if let fd = fds.first {
                 var cleanup = false
-                if case .handedOver(_, let held) = sockets { cleanup = !held }
+                if case .handedOver(_, let held) = sockets {
+                    cleanup = !held
+                    // The file is the daemon's own (not systemd's): the new mode applies to it.
+                    if let mode = unix.mode, chmod(unix.path, mode_t(mode)) != 0 {
+                        let code = errno
+                        throw TulipError.make(
+                            .bindFailed,
+                            "chmod(\(unix.path), \(String(mode, radix: 8))): \(String(cString: strerror(code)))",
+                            errno: code
+                        )
+                    }
+                }
                 return try await self.loop.createUnixServer(
                     sock: fd,
                     backlog: unix.backlog,
+                    startServing: startServing,
                     cleanupSocket: cleanup,
                     observer: observer,
                     ssl: listener.tls,
@@ -161,6 +194,7 @@ struct ListenerStarter {
                 path: unix.path,
                 backlog: unix.backlog,
                 mode: unix.mode,
+                startServing: startServing,
                 observer: observer,
                 ssl: listener.tls,
                 sslHandshakeTimeout: timeout,

@@ -118,6 +118,22 @@ final class RunningListener {
         self.timers = []
     }
 
+    /// Starts accepting on a stream server that was started with `startServing: false`.
+    /// - Throws: ``DaemonStartupError`` naming the listener when `listen(2)` fails.
+    func startServing() async throws {
+        guard let server = self.server as? Server else { return }
+        do {
+            try await server.startServing()
+        } catch {
+            throw DaemonStartupError(
+                listener: self.name,
+                address: self.plan.configuration.endpoint.addressDescription,
+                reason: (error as? TulipError)?.message ?? "\(error)",
+                errno: (error as? TulipError)?.errno
+            )
+        }
+    }
+
     // MARK: - Sockets
 
     /// Duplicates of the listening sockets (stream) or endpoint sockets (datagram).
