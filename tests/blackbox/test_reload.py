@@ -4,7 +4,9 @@ config_generation in the logs."""
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import signal
 import socket
 import time
@@ -25,6 +27,7 @@ from conftest import (
     wait_refused,
     write_config,
 )
+from test_pipes import pipe_listener, read_exactly, write_once
 from test_systemd import notify_socket  # noqa: F401  (fixture)
 
 
@@ -233,4 +236,26 @@ def test_changed_unix_and_udp_listeners_take_over_their_sockets(daemon, short_tm
         s.sendto(b"discarded datagram\n", ("127.0.0.1", udp_port))
         with pytest.raises(socket.timeout):
             s.recvfrom(100)
+    daemon.stop(signal.SIGTERM, timeout=15, returncode=EX_OK)
+
+
+def test_changed_pipe_listener_is_replaced(daemon, short_tmp):
+    read, write = short_tmp / "in.fifo", short_tmp / "out.fifo"
+    daemon.start(make_config(pipe_listener("fifo", "echo", read, write)))
+    daemon.wait_for_stderr(r"tulipd ready")
+    out = os.open(write, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_once(read, b"echoed by generation one\n")
+        assert read_exactly(out, 25) == b"echoed by generation one\n"
+        reload(daemon, make_config(pipe_listener("fifo", "discard", read, write)), generation=2)
+        daemon.wait_for_stderr(r"listener drained.*listener=fifo")
+        write_once(read, b"discarded\n")
+        ready, _, _ = select.select([out], [], [], 0.5)
+        assert not ready or os.read(out, 100) == b"", "the replaced pipe listener still echoes"
+        reload(daemon, make_config(pipe_listener("fifo", "echo", read, write)), generation=3)
+        daemon.wait_for_stderr(r"(?s)listener drained.*listener drained.*listener=fifo")
+        write_once(read, b"echoed by generation three\n")
+        assert read_exactly(out, 27) == b"echoed by generation three\n"
+    finally:
+        os.close(out)
     daemon.stop(signal.SIGTERM, timeout=15, returncode=EX_OK)
