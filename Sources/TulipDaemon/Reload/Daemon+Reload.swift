@@ -6,11 +6,12 @@ import TulipSystemd
 // SIGHUP (ARCHITECTURE §5, lifecycle step 5). Everything here runs on the loop thread.
 //
 // A reload is two-phase. Prepare: load and check the configuration (off the loop), diff it by
-// listener name, and start every added and changed listener — a changed one on duplicates of the
-// old listener's sockets when the address is the same. Any failure discards what was started and
-// leaves the running generation exactly as it was. Commit: the new generation number, unchanged
-// listeners get their TLS context re-read from the files, removed and replaced ones drain, and the
-// fd store follows. Either way the reload ends with READY=1.
+// listener name, bind every added and changed listener — a changed one on duplicates of the old
+// listener's sockets when the address is the same — and only once all are bound let them accept.
+// Any failure discards what was started and leaves the running generation exactly as it was.
+// Commit: the new generation number, unchanged listeners get the TLS context just re-read from
+// their files, removed and replaced ones drain, and the fd store follows. Either way the reload
+// ends with READY=1.
 extension Daemon {
     func handleReloadSignal() {
         switch self.state {
