@@ -387,7 +387,11 @@ def test_sockets_go_to_the_fd_store_and_the_next_start_adopts_them(daemon_factor
             moves = " ".join(f"{3 + i}<&{fd} {fd}<&-" for i, fd in enumerate(high))
             second = daemon_factory("second")
             second.pass_fds = tuple(high)
-            second.extra_env = {"LISTEN_FDS": str(len(high)), "LISTEN_FDNAMES": ":".join(names)}
+            second.extra_env = {
+                "LISTEN_FDS": str(len(high)),
+                "LISTEN_FDNAMES": ":".join(names),
+                "NOTIFY_SOCKET": notify_socket.path,
+            }
             second.argv_prefix = ["bash", "-c", f'exec {moves}; LISTEN_PID=$$ exec "$0" "$@"']
             second.start(config, wait_ready=False)
         finally:
@@ -397,6 +401,10 @@ def test_sockets_go_to_the_fd_store_and_the_next_start_adopts_them(daemon_factor
     finally:
         waiting.close()
     second.wait_for_stderr(r"tulipd ready")
+    stored_before = len(notify_socket.fds)
+    notify_socket.wait_for(lambda m: "READY=1" in m.splitlines())
+    # Sockets systemd passed back are not stored again; only the pipe has none to store.
+    assert len(notify_socket.fds) == stored_before, notify_socket.received
     adopted = re.findall(r"listening on a socket passed by systemd.*listener=(\S+)", second.stderr_text)
     assert sorted(adopted) == ["echo", "echo-unix", "two-hosts"], tail(second.stderr_text)
     for host in ("127.0.0.1", "127.0.0.2"):
