@@ -355,7 +355,7 @@ public final class Server: @unchecked Sendable {
     /// For a successor server made with
     /// ``TulipLoop/createServer(socks:backlog:startServing:observer:ssl:sslHandshakeTimeout:makeProtocol:)``,
     /// or for the service manager's fd store. Loop thread only.
-    /// - Returns: one duplicate per socket, in the order of ``sockets``.
+    /// - Returns: one duplicate per listening socket.
     /// - Throws: ``TulipError/Code/serverClosed`` after ``close()``; `socketError` with the errno
     ///   when `fcntl(F_DUPFD_CLOEXEC)` fails (no duplicate is left open then).
     public func duplicateSockets() throws -> [CInt] {
