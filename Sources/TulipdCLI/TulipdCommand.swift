@@ -115,8 +115,9 @@ extension TulipdCommand {
                 throw ExitCode.failure
             }
             let path = self.options.config
+            let registry = try TulipdCommand.registry()
             let daemon = Daemon(plan: plan, loop: loop, logger: logger, systemd: systemd) { logger in
-                try DaemonPlan.load(contentsOf: path, registry: TulipPlugins.makeRegistry(), logger: logger)
+                try DaemonPlan.load(contentsOf: path, registry: registry, logger: logger)
             }
             do {
                 try loop.runUntilComplete { try await daemon.run() }
