@@ -128,6 +128,38 @@ public final class DatagramTransport {
     /// Whether the transport receives: true from creation until ``pauseReading()`` or closing (RT-1).
     public var isReading: Bool { self.wantsReading && !self.isClosing }
 
+    /// Duplicates (close-on-exec) the endpoint's socket; the caller owns the duplicate.
+    ///
+    /// For a successor endpoint made with `createDatagramEndpoint(sock:)`, or for the service
+    /// manager's fd store.
+    ///
+    /// Loop thread only.
+    /// - Throws: ``TulipError`` with code `transportClosing` once the socket is closed, `socketError`
+    ///   with the errno when `fcntl(F_DUPFD_CLOEXEC)` fails.
+    public func duplicateSocket() throws -> CInt {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard !self.channelGone else { throw TulipError.make(.transportClosing, "the datagram endpoint is closed") }
+        let duplicate = fcntl(self.fileDescriptor, F_DUPFD_CLOEXEC, 0)
+        guard duplicate >= 0 else {
+            let code = errno
+            throw TulipError.make(
+                .socketError,
+                "cannot duplicate socket \(self.fileDescriptor): \(BoundSocket.errorText(code))",
+                errno: code
+            )
+        }
+        return duplicate
+    }
+
+    /// Leaves a unix endpoint's socket file in place when it closes: another owner of the same
+    /// socket (a successor endpoint, the service manager's fd store) still serves it.
+    ///
+    /// Loop thread only.
+    public func keepSocketFileOnClose() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.unixFile = nil
+    }
+
     /// The allocator to make buffers for ``sendto(_:to:)`` with.
     public var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
 

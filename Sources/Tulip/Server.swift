@@ -31,7 +31,9 @@ public final class Server: @unchecked Sendable {
     private let makeProtocol: @Sendable () throws -> any StreamProtocol
     private let observer: (any ConnectionObserver)?
     /// Set for TLS servers: each accepted connection does the handshake before its protocol exists.
-    private let ssl: OpenSSLContext?
+    ///
+    /// Loop-confined: ``replaceSSLContext(_:)`` swaps it for connections accepted afterwards.
+    private var ssl: OpenSSLContext?
     private let sslHandshakeTimeout: TimeAmount
 
     private struct Snapshot {
@@ -50,6 +52,8 @@ public final class Server: @unchecked Sendable {
     private var closedAndDrained = false
     private var serveForeverWaiter: CheckedContinuation<Void, any Error>?
     private var loopPaused = false
+    /// Cleared by ``keepSocketFileOnClose()``: the socket file then outlives this server.
+    private var removesSocketFile = true
 
     init(
         loop: TulipLoop,
@@ -172,7 +176,7 @@ public final class Server: @unchecked Sendable {
             _ = Glibc.listen(socket.fileDescriptor, self.backlog)
             if self.snapshot.withLockedValue({ $0.isClosed }) {
                 channel.close(promise: nil)
-                socket.removeSocketFile()
+                if self.removesSocketFile { socket.removeSocketFile() }
             } else {
                 self.listening.append((socket, channel))
                 if self.listening.count == 1 { loop.register(self) }
@@ -269,12 +273,12 @@ public final class Server: @unchecked Sendable {
         guard firstClose else { return }
         for socket in self.pending {
             Glibc.close(socket.fileDescriptor)
-            socket.removeSocketFile()
+            if self.removesSocketFile { socket.removeSocketFile() }
         }
         self.pending = []
         for (socket, channel) in self.listening {
             channel.close(promise: nil)
-            socket.removeSocketFile()
+            if self.removesSocketFile { socket.removeSocketFile() }
         }
         if !self.listening.isEmpty { self.loop.unregister(self) }
         self.listening = []
@@ -328,6 +332,61 @@ public final class Server: @unchecked Sendable {
         self.onLoop {
             for transport in self.clients.values { transport.shutdownRequested() }
         }
+    }
+
+    // MARK: - Handing over
+
+    /// Replaces the TLS context for connections accepted from now on; established connections
+    /// keep the context they were accepted with (a certificate reload).
+    ///
+    /// Loop thread only.
+    /// - Throws: ``TulipError/Code/invalidArgument`` when the server was created without `ssl`: a
+    ///   plaintext server does not become a TLS one.
+    public func replaceSSLContext(_ context: OpenSSLContext) throws {
+        self.loop.eventLoop.preconditionInEventLoop()
+        guard self.ssl != nil else {
+            throw TulipError.invalidArgument("the server was created without ssl; its TLS context cannot be replaced")
+        }
+        self.ssl = context
+    }
+
+    /// Duplicates (close-on-exec) every listening socket; the caller owns the duplicates.
+    ///
+    /// For a successor server made with
+    /// ``TulipLoop/createServer(socks:backlog:startServing:observer:ssl:sslHandshakeTimeout:makeProtocol:)``,
+    /// or for the service manager's fd store. Loop thread only.
+    /// - Returns: one duplicate per listening socket.
+    /// - Throws: ``TulipError/Code/serverClosed`` after ``close()``; `socketError` with the errno
+    ///   when `fcntl(F_DUPFD_CLOEXEC)` fails (no duplicate is left open then).
+    public func duplicateSockets() throws -> [CInt] {
+        self.loop.eventLoop.preconditionInEventLoop()
+        if self.snapshot.withLockedValue({ $0.isClosed }) {
+            throw TulipError.make(.serverClosed, "Server \(self) is closed")
+        }
+        var duplicates: [CInt] = []
+        for descriptor in self.pending.map(\.fileDescriptor) + self.listening.map(\.socket.fileDescriptor) {
+            let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+            guard duplicate >= 0 else {
+                let code = errno
+                for fd in duplicates { Glibc.close(fd) }
+                throw TulipError.make(
+                    .socketError,
+                    "cannot duplicate socket \(descriptor): \(BoundSocket.errorText(code))",
+                    errno: code
+                )
+            }
+            duplicates.append(duplicate)
+        }
+        return duplicates
+    }
+
+    /// Leaves a unix server's socket file in place on ``close()``: another owner of the same
+    /// socket (a successor server, the service manager's fd store) still serves it.
+    ///
+    /// Loop thread only.
+    public func keepSocketFileOnClose() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.removesSocketFile = false
     }
 
     /// Runs `body` on the loop thread, now if already there; `nil` if the loop is gone.

@@ -97,6 +97,51 @@ extension TulipLoop {
         )
     }
 
+    /// Creates a stream server on several existing bound (or listening) sockets at once.
+    ///
+    /// This is how a service manager passes one listener's sockets (one per address) and how a
+    /// predecessor server hands its sockets over (``Server/duplicateSockets()``); the server owns
+    /// them from then on (CS-18). Each socket is checked as the `sock:` form checks one; if any is
+    /// not a stream socket, none is adopted and the caller still owns them all.
+    ///
+    /// - Parameters:
+    ///   - socks: the descriptors, at least one; inet, inet6 or unix stream sockets. A unix
+    ///     socket's file is never unlinked by this server.
+    ///   - backlog: passed to `listen()`; an already listening socket gets it too.
+    ///   - startServing: `false` adopts without listening, as for the `host:` form.
+    ///   - observer: told when each connection opens and closes.
+    ///   - ssl: serve TLS with this server context.
+    ///   - sslHandshakeTimeout: how long a handshake may take (default 60 s); only with `ssl`.
+    ///   - makeProtocol: called on the loop thread once per accepted connection.
+    /// - Returns: the new server, already serving unless `startServing` is `false`.
+    /// - Throws: ``TulipError`` with code `invalidArgument` for an empty list, a descriptor that is
+    ///   not a bound stream socket, or a handshake timeout without `ssl`.
+    public func createServer(
+        socks: [CInt],
+        backlog: Int = 100,
+        startServing: Bool = true,
+        observer: (any ConnectionObserver)? = nil,
+        ssl: OpenSSLContext? = nil,
+        sslHandshakeTimeout: TimeAmount? = nil,
+        makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
+    ) async throws -> Server {
+        if self.isClosed { throw TulipError.loopClosed() }
+        let handshakeTimeout = try Self.checkTLSArguments(ssl: ssl, sslHandshakeTimeout: sslHandshakeTimeout)
+        guard !socks.isEmpty else { throw TulipError.invalidArgument("socks must name at least one socket") }
+        let sockets = try socks.map { try BoundSocket.adopt($0, requireUnix: false, cleanup: false) }
+        let isUnix = sockets.allSatisfy { if case .unixDomainSocket = $0.address { true } else { false } }
+        return try await self.makeServer(
+            sockets: sockets,
+            backlog: backlog,
+            isUnix: isUnix,
+            startServing: startServing,
+            observer: observer,
+            ssl: ssl,
+            sslHandshakeTimeout: handshakeTimeout,
+            makeProtocol: makeProtocol
+        )
+    }
+
     /// Creates a TCP server on one host; see the list form.
     public func createServer(
         host: String?,

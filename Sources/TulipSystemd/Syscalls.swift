@@ -17,6 +17,15 @@ func system_sd_notify(unsetEnvironment: Bool, _ state: String) -> CInt {
 }
 
 // swift-format-ignore: AlwaysUseLowerCamelCase
+/// `sd_pid_notify_with_fds(0, …)`: `state` with `fds` attached (`SCM_RIGHTS`), for `FDSTORE=1`.
+@inline(never)
+func system_sd_pid_notify_with_fds(_ state: String, _ fds: [CInt]) -> CInt {
+    state.withCString { text in
+        fds.withUnsafeBufferPointer { sd_pid_notify_with_fds(0, 0, text, $0.baseAddress, UInt32($0.count)) }
+    }
+}
+
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @inline(never)
 func system_sd_watchdog_enabled(unsetEnvironment: Bool, _ microseconds: inout UInt64) -> CInt {
     sd_watchdog_enabled(unsetEnvironment ? 1 : 0, &microseconds)
@@ -71,9 +80,10 @@ func system_close(_ fd: CInt) -> CInt {
 
 // swift-format-ignore: AlwaysUseLowerCamelCase
 /// Sends `message` as one datagram to the unix socket `path` (a leading `@` names an abstract
-/// socket), what `sd_notify` does with `NOTIFY_SOCKET`; `-errno` on failure.
+/// socket), with `fds` attached as `SCM_RIGHTS` when there are any: what `sd_notify` and
+/// `sd_pid_notify_with_fds` do with `NOTIFY_SOCKET`; `-errno` on failure.
 @inline(never)
-func system_send_datagram(path: String, _ message: String) -> CInt {
+func system_send_datagram(path: String, _ message: String, fds: [CInt] = []) -> CInt {
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     var bytes = Array(path.utf8)
@@ -87,10 +97,40 @@ func system_send_datagram(path: String, _ message: String) -> CInt {
     let fd = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
     if fd < 0 { return -errno }
     defer { close(fd) }
-    let sent = message.withCString { text in
-        withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, text, strlen(text), CInt(MSG_NOSIGNAL), $0, length)
+    // The control buffer is CMSG_SPACE(fds): a cmsghdr, then the descriptors, 8-byte aligned.
+    let headerSize = MemoryLayout<cmsghdr>.size
+    let payloadSize = fds.count * MemoryLayout<CInt>.size
+    let controlSize = fds.isEmpty ? 0 : headerSize + (payloadSize + 7) / 8 * 8
+    var control = [UInt8](repeating: 0, count: controlSize)
+    var text = Array(message.utf8)
+    let sent = text.withUnsafeMutableBytes { textBytes in
+        control.withUnsafeMutableBytes { controlBytes in
+            withUnsafeMutablePointer(to: &address) { addressPointer in
+                var vector = iovec(iov_base: textBytes.baseAddress, iov_len: textBytes.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var header = msghdr()
+                    header.msg_name = UnsafeMutableRawPointer(addressPointer)
+                    header.msg_namelen = length
+                    header.msg_iov = vectorPointer
+                    header.msg_iovlen = 1
+                    if !fds.isEmpty {
+                        var cmsg = cmsghdr()
+                        cmsg.cmsg_len = headerSize + payloadSize
+                        cmsg.cmsg_level = SOL_SOCKET
+                        cmsg.cmsg_type = CInt(SCM_RIGHTS)
+                        controlBytes.storeBytes(of: cmsg, as: cmsghdr.self)
+                        for (index, descriptor) in fds.enumerated() {
+                            controlBytes.storeBytes(
+                                of: descriptor,
+                                toByteOffset: headerSize + index * MemoryLayout<CInt>.size,
+                                as: CInt.self
+                            )
+                        }
+                        header.msg_control = controlBytes.baseAddress
+                        header.msg_controllen = controlBytes.count
+                    }
+                    return sendmsg(fd, &header, CInt(MSG_NOSIGNAL))
+                }
             }
         }
     }

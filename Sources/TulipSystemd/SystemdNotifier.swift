@@ -5,7 +5,8 @@ import Musl
 #endif
 
 /// Tells the service manager about the daemon's state (`sd_notify(3)`): `READY=1`, `STATUS=`,
-/// `STOPPING=1`, `RELOADING=1`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC=`, `ERRNO=`.
+/// `STOPPING=1`, `RELOADING=1`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC=`, `ERRNO=`, and hands it
+/// sockets to keep (`FDSTORE=1`, `FDSTOREREMOVE=1`; `sd_pid_notify_with_fds(3)`).
 ///
 /// Disabled (every call a no-op) unless `NOTIFY_SOCKET` is set. A failed send is reported by the
 /// return value, never thrown: the daemon keeps serving when the manager is gone.
@@ -38,6 +39,34 @@ public struct SystemdNotifier: Sendable {
             return system_sd_notify(unsetEnvironment: false, state) > 0
         }
         return system_send_datagram(path: path, state) == 0
+    }
+
+    /// Sends `state` with `fds` attached (`SCM_RIGHTS`); the manager keeps its own duplicates.
+    /// - Returns: `true` when the datagram was sent; `false` when disabled or the send failed.
+    @discardableResult
+    public func notify(_ state: String, fileDescriptors fds: [CInt]) -> Bool {
+        guard let path = self.socketPath else { return false }
+        if self.usesProcessEnvironment {
+            return system_sd_pid_notify_with_fds(state, fds) > 0
+        }
+        return system_send_datagram(path: path, state, fds: fds) == 0
+    }
+
+    /// `FDSTORE=1` + `FDNAME=name` with `fds`.
+    ///
+    /// The service manager holds the sockets across a restart and passes them back under `name`
+    /// (`LISTEN_FDNAMES`). It needs
+    /// `FileDescriptorStoreMax=` in the unit; without it the manager drops them.
+    @discardableResult
+    public func storeFileDescriptors(_ fds: [CInt], name: String) -> Bool {
+        guard !fds.isEmpty else { return false }
+        return self.notify("FDSTORE=1\nFDNAME=" + Self.sanitized(name), fileDescriptors: fds)
+    }
+
+    /// `FDSTOREREMOVE=1` + `FDNAME=name`: the manager closes every stored descriptor of that name.
+    @discardableResult
+    public func removeStoredFileDescriptors(name: String) -> Bool {
+        self.notify("FDSTOREREMOVE=1\nFDNAME=" + Self.sanitized(name))
     }
 
     /// `READY=1`, with a `STATUS=` line when given.

@@ -73,7 +73,7 @@ func printError(_ message: String) {
 }
 
 extension TulipdCommand {
-    /// `tulipd run`: serve until SIGTERM or SIGINT.
+    /// `tulipd run`: serve until SIGTERM or SIGINT; SIGHUP reloads the config file.
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run the daemon (the default).")
 
@@ -83,15 +83,19 @@ extension TulipdCommand {
         var logLevel: Logger.Level?
 
         func run() throws {
+            // SIGHUP's default action ends the process: ignore it until the daemon handles it.
+            signal(SIGHUP, SIG_IGN)
             let levelOverride = self.logLevel
             let plan: DaemonPlan
             let logger: Logger
             do {
                 (plan, logger) = try loadPlan(self.options, registry: TulipdCommand.registry()) { log in
                     let level = levelOverride ?? log.level
-                    return Logger(label: "tulipd") { label in
+                    var logger = Logger(label: "tulipd") { label in
                         DaemonLogHandler.make(label: label, format: log.format, level: level)
                     }
+                    logger[metadataKey: "config_generation"] = "1"
+                    return logger
                 }
             } catch let exit as ExitCode where exit.rawValue == exitConfigurationError {
                 DaemonSystemd.notifyStartupFailure(
@@ -112,7 +116,11 @@ extension TulipdCommand {
                 try? loop.close()
                 throw ExitCode.failure
             }
-            let daemon = Daemon(plan: plan, loop: loop, logger: logger, systemd: systemd)
+            let path = self.options.config
+            let registry = try TulipdCommand.registry()
+            let daemon = Daemon(plan: plan, loop: loop, logger: logger, systemd: systemd) { logger in
+                try DaemonPlan.load(contentsOf: path, registry: registry, logger: logger)
+            }
             do {
                 try loop.runUntilComplete { try await daemon.run() }
             } catch let error as DaemonStartupError {

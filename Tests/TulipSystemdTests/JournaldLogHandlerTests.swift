@@ -33,6 +33,7 @@ struct JournaldLogHandlerTests {
         arguments: [
             ("listener", "LISTENER"),
             ("connection_id", "CONNECTION_ID"),
+            ("config_generation", "CONFIG_GENERATION"),
             ("bytes-in", "BYTES_IN"),
             ("peer.address", "PEER_ADDRESS"),
             ("_private", "PRIVATE"),

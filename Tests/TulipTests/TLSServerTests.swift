@@ -11,7 +11,7 @@ import Glibc
 
 /// A CA, a server certificate for localhost/127.0.0.1 signed by it, and a Python client helper,
 /// made at test time in a temporary directory.
-private struct TLSFixture: Sendable {
+struct TLSFixture: Sendable {
     let directory: String
     var ca: String { self.directory + "/ca.pem" }
     var certificate: String { self.directory + "/server.pem" }

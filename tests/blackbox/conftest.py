@@ -396,6 +396,8 @@ class Daemon:
         # clean environment (e.g. NOTIFY_SOCKET), for the systemd tests.
         self.argv_prefix: list[str] = []
         self.extra_env: dict[str, str] = {}
+        # Descriptors the daemon inherits (systemd's LISTEN_FDS, re-numbered by argv_prefix).
+        self.pass_fds: tuple[int, ...] = ()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -448,6 +450,7 @@ class Daemon:
                 env={**clean_env(), **self.extra_env},
                 cwd=str(self.workdir),
                 start_new_session=True,  # a ^C to pytest does not hit the daemon
+                pass_fds=self.pass_fds,
             )
         _ALL_PROCESSES.append(self.proc)
         self.started_at = time.monotonic()

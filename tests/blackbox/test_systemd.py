@@ -4,7 +4,9 @@ sd_notify datagrams on a notify socket the test binds (NOTIFY_SOCKET)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,9 +22,11 @@ from conftest import (
     echo_roundtrip,
     free_port,
     make_config,
+    recv_exactly,
     tail,
     tcp_listener,
     unix_listener,
+    write_config,
 )
 
 ACTIVATE = shutil.which("systemd-socket-activate")
@@ -139,12 +143,17 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.received: list[tuple[float, str]] = []
+        # Descriptors that came with a datagram (FDSTORE=1), by message; closed with the socket.
+        self.fds: list[tuple[str, list[int]]] = []
 
     def next(self, timeout: float = 5.0) -> str:
         self.sock.settimeout(timeout)
-        data = self.sock.recv(4096).decode()
-        self.received.append((time.monotonic(), data))
-        return data
+        data, fds, _, _ = socket.recv_fds(self.sock, 4096, 16)
+        message = data.decode()
+        self.received.append((time.monotonic(), message))
+        if fds:
+            self.fds.append((message, fds))
+        return message
 
     def wait_for(self, predicate, timeout: float = 5.0) -> str:
         deadline = time.monotonic() + timeout
@@ -163,6 +172,10 @@ class NotifySocket:
 
     def close(self):
         self.sock.close()
+        for _, fds in self.fds:
+            for fd in fds:
+                os.close(fd)
+        self.fds = []
 
 
 @pytest.fixture
@@ -304,3 +317,126 @@ def test_configuration_error_is_notified(daemon, notify_socket):
     message = notify_socket.wait_for(lambda m: "ERRNO=" in m)
     assert "ERRNO=22" in message.splitlines(), message  # EINVAL
     assert any(line.startswith("STATUS=") and "configuration" in line for line in message.splitlines()), message
+
+
+# --------------------------------------------------------------------------
+# fd store (FDSTORE=1 / FDSTOREREMOVE=1), and adoption of what it passes back
+
+
+def _stored(notify: NotifySocket, names: set[str], timeout: float = 5.0) -> dict[str, list[int]]:
+    """The descriptors each listener sent with FDSTORE=1, once every name in `names` has sent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        by_name: dict[str, list[int]] = {}
+        for message, fds in notify.fds:
+            fields = dict(line.split("=", 1) for line in message.splitlines())
+            assert fields.get("FDSTORE") == "1", message
+            by_name.setdefault(fields["FDNAME"], []).extend(fds)
+        if names <= set(by_name):
+            return by_name
+        left = deadline - time.monotonic()
+        assert left > 0, f"FDSTORE=1 only for {sorted(by_name)}; expected {sorted(names)}: {notify.received}"
+        try:
+            notify.next(left)
+        except socket.timeout:
+            pass
+
+
+def _sockname(fd: int):
+    probe = socket.socket(fileno=os.dup(fd))
+    try:
+        return probe.family, probe.type, probe.getsockname()
+    finally:
+        probe.close()
+
+
+def test_sockets_go_to_the_fd_store_and_the_next_start_adopts_them(daemon_factory, notify_socket, short_tmp):
+    port, two_port, udp_port = free_port(), free_port(), free_port()
+    path = short_tmp / "echo.sock"
+    config = make_config(
+        tcp_listener("echo", "echo", port),
+        tcp_listener("two-hosts", "echo", two_port, host=["127.0.0.1", "127.0.0.2"]),
+        unix_listener("echo-unix", "echo", path),
+        udp_listener("echo-udp", "echo", udp_port),
+        {"name": "fifo", "protocol": "echo", "pipe": {"read": str(short_tmp / "in.fifo")}},
+    )
+    first = daemon_factory("first")
+    first.extra_env = {"NOTIFY_SOCKET": notify_socket.path}
+    first.start(config, wait_ready=False)
+    notify_socket.wait_for(lambda m: "READY=1" in m.splitlines())
+    stored = _stored(notify_socket, {"echo", "two-hosts", "echo-unix", "echo-udp"})
+    assert "fifo" not in stored, "a pipe went to the fd store"
+    assert [_sockname(fd)[2] for fd in stored["echo"]] == [("127.0.0.1", port)]
+    assert sorted(_sockname(fd)[2] for fd in stored["two-hosts"]) == [("127.0.0.1", two_port), ("127.0.0.2", two_port)]
+    assert [_sockname(fd)[2] for fd in stored["echo-unix"]] == [str(path)]
+    assert [(_sockname(fd)[1], _sockname(fd)[2]) for fd in stored["echo-udp"]] == [
+        (socket.SOCK_DGRAM, ("127.0.0.1", udp_port))
+    ]
+    first.stop(signal.SIGTERM, timeout=10, returncode=EX_OK)
+    assert path.exists(), "a unix socket in the fd store lost its file when tulipd stopped"
+
+    # While no tulipd runs, the stored sockets still accept: the connection waits in the backlog.
+    waiting = connect_tcp(("127.0.0.1", port))
+    try:
+        waiting.sendall(b"sent while tulipd was down\n")
+        # The next start gets the store back as systemd passes it: fds 3.. with LISTEN_FDNAMES.
+        names = ["echo", "two-hosts", "two-hosts", "echo-unix", "echo-udp"]
+        sources = stored["echo"] + stored["two-hosts"] + stored["echo-unix"] + stored["echo-udp"]
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in sources]
+        try:
+            moves = " ".join(f"{3 + i}<&{fd} {fd}<&-" for i, fd in enumerate(high))
+            second = daemon_factory("second")
+            second.pass_fds = tuple(high)
+            second.extra_env = {
+                "LISTEN_FDS": str(len(high)),
+                "LISTEN_FDNAMES": ":".join(names),
+                "NOTIFY_SOCKET": notify_socket.path,
+            }
+            second.argv_prefix = ["bash", "-c", f'exec {moves}; LISTEN_PID=$$ exec "$0" "$@"']
+            second.start(config, wait_ready=False)
+        finally:
+            for fd in high:
+                os.close(fd)
+        assert recv_exactly(waiting, len(b"sent while tulipd was down\n")) == b"sent while tulipd was down\n"
+    finally:
+        waiting.close()
+    second.wait_for_stderr(r"tulipd ready")
+    stored_before = len(notify_socket.fds)
+    notify_socket.wait_for(lambda m: "READY=1" in m.splitlines())
+    # Sockets systemd passed back are not stored again; only the pipe has none to store.
+    assert len(notify_socket.fds) == stored_before, notify_socket.received
+    adopted = re.findall(r"listening on a socket passed by systemd.*listener=(\S+)", second.stderr_text)
+    assert sorted(adopted) == ["echo", "echo-unix", "two-hosts"], tail(second.stderr_text)
+    for host in ("127.0.0.1", "127.0.0.2"):
+        with connect_tcp((host, two_port)) as s:
+            echo_roundtrip(s, b"both hosts adopted\n")
+    with connect_unix(path) as s:
+        echo_roundtrip(s, b"unix adopted\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"udp adopted\n", ("127.0.0.1", udp_port))
+        assert s.recvfrom(65536)[0] == b"udp adopted\n"
+    second.stop(signal.SIGTERM, timeout=10, returncode=EX_OK)
+
+
+def test_reload_removes_a_dropped_listener_from_the_fd_store(daemon, notify_socket):
+    keep, gone = tcp_listener("keep", "echo"), tcp_listener("gone", "echo")
+    moved = tcp_listener("moved", "echo")
+    daemon.extra_env = {"NOTIFY_SOCKET": notify_socket.path}
+    daemon.start(make_config(keep, gone, moved))
+    _stored(notify_socket, {"keep", "gone", "moved"})
+    new_port = free_port()
+    write_config(daemon.config_path, make_config(keep, tcp_listener("moved", "echo", new_port)))
+    daemon.signal(signal.SIGHUP)
+    removals = set()
+    deadline = time.monotonic() + 5
+    while removals != {"gone", "moved"}:
+        assert time.monotonic() < deadline, notify_socket.received
+        message = notify_socket.wait_for(lambda m: "FDSTOREREMOVE=1" in m.splitlines())
+        removals.add(dict(line.split("=", 1) for line in message.splitlines())["FDNAME"])
+    # The moved listener's new socket is stored under its name; "keep" is not stored again.
+    notify_socket.wait_for(lambda m: "READY=1" in m.splitlines())
+    restored = [fds for message, fds in notify_socket.fds if "FDNAME=moved" in message]
+    assert [_sockname(fd)[2] for fd in restored[-1]] == [("127.0.0.1", new_port)]
+    assert sum("FDNAME=keep" in message for message, _ in notify_socket.fds) == 1
+    daemon.stop(signal.SIGTERM, timeout=10, returncode=EX_OK)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -14,6 +18,7 @@ import pytest
 from conftest import (
     MiB,
     first_mismatch,
+    free_port,
     make_config,
     run_tulipd,
     describe_result,
@@ -194,3 +199,77 @@ def test_check_refuses_a_missing_certificate(pki, tmp_path):
     r = run_tulipd(["check", "--config", str(bad)])
     assert r.returncode == EX_CONFIG, describe_result(r)
     assert "listeners[0].tls.certificate_chain" in r.stderr, describe_result(r)
+
+
+# --------------------------------------------------------------------------
+# Certificate reload on SIGHUP (issue 5 item 4) and TLS on sockets passed by systemd
+
+
+def _fingerprint(s: ssl.SSLSocket) -> str:
+    return hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
+
+
+def _file_fingerprint(pem: Path) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.read_text())).hexdigest()
+
+
+def _issue_server_cert(pki: Path, name: str) -> None:
+    """A second certificate for localhost from the same CA: NAME.pem and NAME.key in `pki`."""
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", "-subj", "/CN=localhost", cwd=pki)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", f"{name}.pem", "-days", "2", "-extfile", "server.ext", cwd=pki)
+
+
+def _sighup_and_wait(daemon, outcome: str) -> None:
+    count = daemon.stderr_text.count(outcome)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_stderr(r"(?s)" + (re.escape(outcome) + ".*?") * (count + 1), timeout=10)
+
+
+def test_sighup_rereads_the_certificate_for_new_connections_only(daemon, pki, tmp_path):
+    _issue_server_cert(pki, "renewed")
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(pki / "server.pem", live / "cert.pem")
+    shutil.copy(pki / "server.key", live / "key.pem")
+    block = {"certificate_chain": str(live / "cert.pem"), "private_key": str(live / "key.pem")}
+    daemon.start(make_config({**tcp_listener("echo-tls", "echo"), "tls": block}))
+    ctx = _client_context(pki)
+    with _connect(daemon.addr("echo-tls"), ctx) as established:
+        assert _fingerprint(established) == _file_fingerprint(pki / "server.pem")
+        _echo_exact(established, 4096)
+        # The config file is unchanged: only the files behind it are.
+        shutil.copy(pki / "renewed.pem", live / "cert.pem")
+        shutil.copy(pki / "renewed.key", live / "key.pem")
+        _sighup_and_wait(daemon, "configuration reloaded")
+        with _connect(daemon.addr("echo-tls"), ctx) as fresh:
+            assert _fingerprint(fresh) == _file_fingerprint(pki / "renewed.pem")
+            _echo_exact(fresh, 4096)
+        _echo_exact(established, 4096)
+        # A broken certificate: the reload fails naming listener and file, the last good
+        # certificate stays in use.
+        (live / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        _sighup_and_wait(daemon, "reload failed")
+        failed = [line for line in daemon.stderr_text.splitlines() if "reload failed" in line][-1]
+        assert 'listener \\"echo-tls\\"' in failed and str(live / "cert.pem") in failed, failed
+        assert "listeners[0].tls.certificate_chain" in failed, failed
+        with _connect(daemon.addr("echo-tls"), ctx) as fresh:
+            assert _fingerprint(fresh) == _file_fingerprint(pki / "renewed.pem")
+            _echo_exact(fresh, 1024)
+        _echo_exact(established, 4096)
+    daemon.stop(signal.SIGTERM, timeout=15)
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate is not installed")
+def test_socket_passed_by_systemd_serves_tls(daemon, pki):
+    port = free_port()
+    config = make_config({**tcp_listener("echo-tls", "echo", port), "tls": _tls_block(pki)})
+    daemon.argv_prefix = [shutil.which("systemd-socket-activate"), "-l", f"127.0.0.1:{port}", "--fdname=echo-tls"]
+    daemon.start(config, wait_ready=False)
+    daemon.wait_for_stderr(r"Listening on")
+    with _connect(("127.0.0.1", port), _client_context(pki)) as s:  # the first connection starts tulipd
+        assert s.version() in ("TLSv1.2", "TLSv1.3")
+        _echo_exact(s, 64 * 1024)
+    daemon.wait_for_stderr(r"listening on a socket passed by systemd")
+    daemon.stop(signal.SIGTERM, timeout=10)

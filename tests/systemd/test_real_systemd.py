@@ -14,7 +14,7 @@ import time
 
 import pytest
 from blackbox_conftest import connect_tcp, connect_unix, echo_roundtrip, free_port, recv_exactly
-from conftest import INSIDE, ContainerSetup
+from conftest import CONFIG_INSIDE, INSIDE, ContainerSetup
 
 DYNAMIC_UIDS = range(61184, 65520)  # systemd's DynamicUser= range
 
@@ -96,6 +96,94 @@ def test_restart_refuses_no_connection(units, setup):
     with start_by_connection(units, setup):
         pass
     old_pid = units.show("tulipd.service", "MainPID")["MainPID"]
+    refused, attempts, echoed = connect_during_restart(units, setup.ports[setup.first])
+    assert refused == 0, f"{refused} of {attempts} connections refused during the restart"
+    assert echoed == attempts, f"{attempts - echoed} of {attempts} accepted connections never echoed"
+    assert units.show("tulipd.service", "MainPID")["MainPID"] not in (old_pid, "0"), "no restart happened"
+
+
+def connect_when_served(port: int, timeout: float = 10.0) -> socket.socket:
+    """A connection to `port` once something there echoes a line (after a reload, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = connect_tcp(("127.0.0.1", port), timeout=2)
+            echo_roundtrip(conn, b"hello\n")
+            return conn
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def wait_for_journal(units, *matches: str, timeout: float = 10.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while not (entries := units.journal(*matches)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return entries
+
+
+def test_reload_adds_a_listener_and_keeps_an_unchanged_listeners_connection(units, setup):
+    """`systemctl reload` (ExecReload sends SIGHUP): the added listener serves, the open
+    connection on the unchanged first listener goes on being echoed, the process stays, the
+    journal shows generation 2 and StatusText counts the new listener."""
+    conn = start_by_connection(units, setup)
+    pid = units.show("tulipd.service", "MainPID")["MainPID"]
+    port = free_port()
+    extra = {"name": "extra", "protocol": "echo", "tcp": {"host": "127.0.0.1", "port": port}}
+    units.write_file(CONFIG_INSIDE, json.dumps(setup.config_with(extra), indent=2) + "\n")
+    with conn:
+        units.systemctl("reload", "tulipd.service")
+        with connect_when_served(port):
+            pass
+        echo_roundtrip(conn, b"still the same connection after the reload\n")
+        reloaded = wait_for_journal(units, "SYSLOG_IDENTIFIER=tulipd", "MESSAGE=configuration reloaded")
+        assert reloaded, "no 'configuration reloaded' entry"
+        assert reloaded[-1]["CONFIG_GENERATION"] == "2" and reloaded[-1]["ADDED"] == "extra", reloaded[-1]
+        assert units.show("tulipd.service", "MainPID")["MainPID"] == pid, "a reload must not restart"
+        listeners = len(setup.config["listeners"]) + 1
+        deadline = time.monotonic() + 5
+        while (status := units.show("tulipd.service", "StatusText")["StatusText"]) != (
+            f"{listeners} listeners, 1 open connection"
+        ) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == f"{listeners} listeners, 1 open connection"
+        state = units.show("tulipd.service", "ActiveState", "SubState")
+        assert state == {"ActiveState": "active", "SubState": "running"}, state
+
+
+def test_fd_store_keeps_a_daemon_bound_socket_across_restart(units, setup):
+    """A listener no socket unit holds is bound by tulipd and handed to systemd's fd store
+    (FDSTORE=1, FDNAME=extra); `systemctl restart` gives it back to the next process, which adopts
+    it by name, so clients connecting every 5 ms during the restart are never refused."""
+    port = free_port()
+    extra = {"name": "extra", "protocol": "echo", "tcp": {"host": "127.0.0.1", "port": port}}
+    units.write_file(CONFIG_INSIDE, json.dumps(setup.config_with(extra), indent=2) + "\n")
+    with start_by_connection(units, setup):
+        pass
+    with connect_when_served(port):
+        pass
+    deadline = time.monotonic() + 5
+    while units.show("tulipd.service", "NFileDescriptorStore")["NFileDescriptorStore"] != "1":
+        assert time.monotonic() < deadline, units.show("tulipd.service", "NFileDescriptorStore")
+        time.sleep(0.1)
+    old_pid = units.show("tulipd.service", "MainPID")["MainPID"]
+    refused, attempts, echoed = connect_during_restart(units, port)
+    new_pid = units.show("tulipd.service", "MainPID")["MainPID"]
+    assert new_pid not in (old_pid, "0"), "no restart happened"
+    assert refused == 0, f"{refused} of {attempts} connections to the stored socket refused during the restart"
+    assert echoed == attempts, f"{attempts - echoed} of {attempts} accepted connections never echoed"
+    adopted = wait_for_journal(
+        units, "SYSLOG_IDENTIFIER=tulipd", f"_PID={new_pid}", "LISTENER=extra",
+        "MESSAGE=listening on a socket passed by systemd",
+    )
+    assert adopted, "the restarted daemon did not adopt the stored socket by name"
+
+
+def connect_during_restart(units, port: int) -> tuple[int, int, int]:
+    """A client connects to `port` every 5 ms for about 2 s while `systemctl restart` runs in
+    another thread; each connection sends its number and waits for the echo. Returns (refused,
+    attempts, echoed)."""
     restart = threading.Thread(target=units.systemctl, args=("restart", "tulipd.service"))
     selector = selectors.DefaultSelector()
     refused, attempts, echoed = 0, 0, 0
@@ -106,7 +194,7 @@ def test_restart_refuses_no_connection(units, setup):
                 restart.start()
             attempts += 1
             try:
-                conn = connect_tcp(("127.0.0.1", setup.ports[setup.first]), timeout=2)
+                conn = connect_tcp(("127.0.0.1", port), timeout=2)
             except ConnectionRefusedError:
                 refused += 1
             else:
@@ -122,9 +210,7 @@ def test_restart_refuses_no_connection(units, setup):
         restart.join(timeout=60)
         for key in list(selector.get_map().values()):
             key.fileobj.close()
-    assert refused == 0, f"{refused} of {attempts} connections refused during the restart"
-    assert echoed == attempts, f"{attempts - echoed} of {attempts} accepted connections never echoed"
-    assert units.show("tulipd.service", "MainPID")["MainPID"] not in (old_pid, "0"), "no restart happened"
+    return refused, attempts, echoed
 
 
 def collect_echoes(selector: selectors.BaseSelector, timeout: float) -> int:

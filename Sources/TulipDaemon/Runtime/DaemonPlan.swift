@@ -78,9 +78,11 @@ public struct DaemonPlan: Sendable {
                     case .alpn: key = "alpn"
                     case nil: key = ""
                     }
+                    // The listener's name as well as its key path: a reload that re-reads a
+                    // certificate from an unchanged file is logged, and the name is what operators grep.
                     errors.append(
                         .invalidValue(
-                            "\(error)",
+                            "listener \"\(listener.name)\": \(error)",
                             keyPath: key.isEmpty ? "\(path).tls" : "\(path).tls.\(key)",
                             at: listener.locations.tls
                         )

@@ -2,6 +2,12 @@ import Logging
 import NIOCore
 import Tulip
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The datagram endpoints of one listener: they are logged when they open and close, closed
 /// (flushing) on drain, and awaited until every one is gone.
 ///
@@ -55,6 +61,23 @@ final class DatagramEndpointGroup {
 
     func abortAll() {
         for transport in self.open.values { transport.abort() }
+    }
+
+    /// Duplicates of every open endpoint's socket; the caller owns them.
+    func duplicateSockets() throws -> [CInt] {
+        var duplicates: [CInt] = []
+        do {
+            for transport in self.open.values { duplicates.append(try transport.duplicateSocket()) }
+        } catch {
+            for fd in duplicates { close(fd) }
+            throw error
+        }
+        return duplicates
+    }
+
+    /// Leaves unix socket files in place when the endpoints close: someone else serves them.
+    func keepSocketFilesOnClose() {
+        for transport in self.open.values { transport.keepSocketFileOnClose() }
     }
 
     func waitClosed() async {
