@@ -76,7 +76,7 @@ struct AdminProtocolTests {
         #expect(reply.ok)
         #expect(
             reply.text.hasPrefix(
-                #"{"ok":true,"pid":42,"uptime_seconds":1.5,"config_generation":3,"loop_lag_seconds":0.002,"reloads_total":2,"listeners":[{"name":"echo","kind":"tcp","address":"127.0.0.1:7007","protocol":"echo","state":"serving","open_connections":1,"accepted_total":10,"refused_total":3,"#
+                #"{"ok":true,"pid":42,"uptime_seconds":1.5,"config_generation":3,"loop_lag_seconds":0.002,"reloads_total":2,"reload_failures_total":0,"listeners":[{"name":"echo","kind":"tcp","address":"127.0.0.1:7007","protocol":"echo","state":"serving","open_connections":1,"accepted_total":10,"refused_total":3,"#
             )
         )
     }

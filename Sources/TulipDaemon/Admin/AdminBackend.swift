@@ -23,7 +23,10 @@ struct DaemonStatus: Sendable {
     var configGeneration: Int
     /// How late the loop's last periodic tick ran: a busy or blocked loop shows here.
     var loopLagSeconds: Double
+    /// Reloads that applied a new configuration.
     var reloadsTotal: UInt64
+    /// Reloads that kept the old configuration.
+    var reloadFailuresTotal: UInt64 = 0
     var listeners: [ListenerStatus]
 }
 

@@ -12,6 +12,7 @@ enum AdminReplies {
             ("config_generation", .int(Int64(status.configGeneration))),
             ("loop_lag_seconds", .double(status.loopLagSeconds)),
             ("reloads_total", .count(status.reloadsTotal)),
+            ("reload_failures_total", .count(status.reloadFailuresTotal)),
             ("listeners", .array(status.listeners.map(Self.listener))),
         ])
     }

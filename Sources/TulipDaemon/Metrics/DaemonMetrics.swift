@@ -14,18 +14,30 @@ final class DaemonMetrics {
     private var listeners: [String: ListenerMetrics] = [:]
     private let reloads: CoreMetrics.Counter
     private var reloadsSeen: UInt64 = 0
+    private let reloadFailures: CoreMetrics.Counter
+    private var reloadFailuresSeen: UInt64 = 0
     private let loopLag: CoreMetrics.Gauge
 
     init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
         self.factory = PrometheusMetricsFactory(registry: registry)
-        self.reloads = CoreMetrics.Counter(label: "tulipd_reloads_total", factory: self.factory)
+        self.reloads = CoreMetrics.Counter(
+            label: "tulipd_reloads_total",
+            dimensions: [("result", "success")],
+            factory: self.factory
+        )
+        self.reloadFailures = CoreMetrics.Counter(
+            label: "tulipd_reloads_total",
+            dimensions: [("result", "failure")],
+            factory: self.factory
+        )
         self.loopLag = CoreMetrics.Gauge(label: "tulipd_loop_lag_seconds", factory: self.factory)
     }
 
     /// Brings every metric up to `status`.
     func update(from status: DaemonStatus) {
         self.reloads.increment(by: Self.delta(status.reloadsTotal, since: &self.reloadsSeen))
+        self.reloadFailures.increment(by: Self.delta(status.reloadFailuresTotal, since: &self.reloadFailuresSeen))
         self.loopLag.record(status.loopLagSeconds)
         var present = Set<String>()
         for listener in status.listeners {
