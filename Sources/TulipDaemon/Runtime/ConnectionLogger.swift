@@ -13,6 +13,9 @@ final class ConnectionLogger: ConnectionObserver {
     private(set) var acceptedTotal: UInt64 = 0
     /// Called on the loop thread whenever the open-connection count changes.
     var onChange: (() -> Void)?
+    /// Refusals are logged at most once a second; the next entry says how many were not.
+    private var lastRefusalLog: NIODeadline?
+    private var unloggedRefusals = 0
 
     init(logger: Logger) {
         self.logger = logger
@@ -48,6 +51,34 @@ final class ConnectionLogger: ConnectionObserver {
         } else {
             self.logger.info("TLS handshake failed", metadata: metadata)
         }
+    }
+
+    func acceptingPaused(openConnections: Int) {
+        self.logger.notice(
+            "listener paused at its connection limit",
+            metadata: ["open_connections": "\(openConnections)"]
+        )
+    }
+
+    func acceptingResumed(openConnections: Int) {
+        self.logger.notice("listener resumed accepting", metadata: ["open_connections": "\(openConnections)"])
+    }
+
+    /// Rate-limited: a flood of refusals must not become a flood of log entries.
+    func connectionRefused(peer: SocketAddress?, reason: ConnectionRefusalReason) {
+        let now = NIODeadline.now()
+        if let last = self.lastRefusalLog, now - last < .seconds(1) {
+            self.unloggedRefusals += 1
+            return
+        }
+        self.lastRefusalLog = now
+        let metadata: Logger.Metadata = [
+            "peer": "\(Self.describe(peer))",
+            "reason": "\(reason)",
+            "refused_since_last_entry": "\(self.unloggedRefusals + 1)",
+        ]
+        self.unloggedRefusals = 0
+        self.logger.info("connection refused", metadata: metadata)
     }
 
     /// A listener could not go on serving (a pipe listener that cannot reopen its FIFO).

@@ -159,6 +159,7 @@ public final class Daemon: @unchecked Sendable {
                         backlog: tcp.backlog,
                         keepAlive: tcp.keepAlive,
                         observer: observer,
+                        limits: configuration.limits.connectionLimits,
                         makeProtocol: { try factory.makeStreamProtocol() }
                     )
                     break
@@ -173,6 +174,7 @@ public final class Daemon: @unchecked Sendable {
                     observer: observer,
                     ssl: listener.tls,
                     sslHandshakeTimeout: Self.handshakeTimeout(configuration),
+                    limits: configuration.limits.connectionLimits,
                     makeProtocol: { try factory.makeStreamProtocol() }
                 )
             case .unix(let unix):
@@ -184,6 +186,7 @@ public final class Daemon: @unchecked Sendable {
                         backlog: unix.backlog,
                         cleanupSocket: false,
                         observer: observer,
+                        limits: configuration.limits.connectionLimits,
                         makeProtocol: { try factory.makeStreamProtocol() }
                     )
                     break
@@ -195,6 +198,7 @@ public final class Daemon: @unchecked Sendable {
                     observer: observer,
                     ssl: listener.tls,
                     sslHandshakeTimeout: Self.handshakeTimeout(configuration),
+                    limits: configuration.limits.connectionLimits,
                     makeProtocol: { try factory.makeStreamProtocol() }
                 )
             default:
