@@ -24,11 +24,12 @@ final class ConnectionLimiter {
     private(set) var isPaused = false
     /// How many connections one readable event may accept, so that a burst never overshoots the
     /// remaining slots.
-    private(set) var acceptsPerRead = ConnectionLimiter.defaultAcceptsPerRead
+    private(set) var acceptsPerRead: Int
 
     init(limits: ConnectionLimits, observer: (any ConnectionObserver)?) {
         self.limits = limits
         self.observer = observer
+        self.acceptsPerRead = min(limits.maxConnections ?? Self.defaultAcceptsPerRead, Self.defaultAcceptsPerRead)
     }
 
     /// Decides on a freshly accepted `child`: `true` counts it as served, `false` means the caller

@@ -46,22 +46,18 @@ struct ServerLimitsTests {
                 ) { Self.echo() }
                 let port = server.sockets[0].localAddress.port!
                 var notes: [String] = []
-                let served = try await loop.runInExecutor { () -> [BlockingClient] in
-                    try ["a", "b"].map { text in
-                        let client = try BlockingClient(port: port)
-                        client.send(text)
-                        #expect(client.receive(count: 1) == Array(text.utf8))
-                        return client
-                    }
+                // All three connect before any is served, so they arrive in one accept burst: the
+                // third completes in the kernel's backlog but is not accepted.
+                let (served, waiting, early) = try await loop.runInExecutor {
+                    () -> ([BlockingClient], BlockingClient, [UInt8]) in
+                    let clients = try (0..<3).map { _ in try BlockingClient(port: port) }
+                    for (client, text) in zip(clients, ["a", "b", "c"]) { client.send(text) }
+                    #expect(clients[0].receive(count: 1) == Array("a".utf8))
+                    #expect(clients[1].receive(count: 1) == Array("b".utf8))
+                    return (Array(clients[0..<2]), clients[2], receive(clients[2], count: 1, within: 300))
                 }
                 let atLimit = server.statistics
                 notes.append("\(atLimit.state) open=\(atLimit.openConnections)")
-                // The third connection completes in the kernel's backlog but is not served.
-                let (waiting, early) = try await loop.runInExecutor { () -> (BlockingClient, [UInt8]) in
-                    let client = try BlockingClient(port: port)
-                    client.send("c")
-                    return (client, receive(client, count: 1, within: 300))
-                }
                 notes.append("early=\(early.count)")
                 let late = try await loop.runInExecutor { () -> [UInt8] in
                     served[0].close()

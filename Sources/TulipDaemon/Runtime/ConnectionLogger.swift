@@ -13,12 +13,12 @@ final class ConnectionLogger: ConnectionObserver {
     private(set) var acceptedTotal: UInt64 = 0
     /// Called on the loop thread whenever the open-connection count changes.
     var onChange: (() -> Void)?
-    /// Refusals are logged at most once a second; the next entry says how many were not.
-    private var lastRefusalLog: NIODeadline?
-    private var unloggedRefusals = 0
+    /// Pauses at the connection limit and refusals, rate-limited; `nil` when nothing is limited.
+    private let limitEvents: LimitEventLog?
 
-    init(logger: Logger) {
+    init(logger: Logger, limitEventLoop: (any EventLoop)? = nil) {
         self.logger = logger
+        self.limitEvents = limitEventLoop.map { LimitEventLog(logger: logger, eventLoop: $0) }
     }
 
     func connectionOpened(_ transport: ChannelTransport) {
@@ -54,31 +54,15 @@ final class ConnectionLogger: ConnectionObserver {
     }
 
     func acceptingPaused(openConnections: Int) {
-        self.logger.notice(
-            "listener paused at its connection limit",
-            metadata: ["open_connections": "\(openConnections)"]
-        )
+        self.limitEvents?.acceptingChanged(paused: true, openConnections: openConnections)
     }
 
     func acceptingResumed(openConnections: Int) {
-        self.logger.notice("listener resumed accepting", metadata: ["open_connections": "\(openConnections)"])
+        self.limitEvents?.acceptingChanged(paused: false, openConnections: openConnections)
     }
 
-    /// Rate-limited: a flood of refusals must not become a flood of log entries.
     func connectionRefused(peer: SocketAddress?, reason: ConnectionRefusalReason) {
-        let now = NIODeadline.now()
-        if let last = self.lastRefusalLog, now - last < .seconds(1) {
-            self.unloggedRefusals += 1
-            return
-        }
-        self.lastRefusalLog = now
-        let metadata: Logger.Metadata = [
-            "peer": "\(Self.describe(peer))",
-            "reason": "\(reason)",
-            "refused_since_last_entry": "\(self.unloggedRefusals + 1)",
-        ]
-        self.unloggedRefusals = 0
-        self.logger.info("connection refused", metadata: metadata)
+        self.limitEvents?.refused(peer: peer, reason: reason)
     }
 
     /// A listener could not go on serving (a pipe listener that cannot reopen its FIFO).

@@ -127,7 +127,7 @@ public final class Daemon: @unchecked Sendable {
         var logger = self.logger
         logger[metadataKey: "listener"] = "\(configuration.name)"
         logger[metadataKey: "protocol"] = "\(listener.plugin.name)"
-        let observer = ConnectionLogger(logger: logger)
+        let observer = ConnectionLogger(logger: logger, limitEventLoop: self.loop.eventLoop)
         if self.systemd.notifier.isEnabled {
             observer.onChange = { [weak self] in self?.statusChanged() }
         }
