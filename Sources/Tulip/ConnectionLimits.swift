@@ -10,9 +10,10 @@ public struct ConnectionLimits: Hashable, Sendable {
     /// read, so new connections wait in the kernel's backlog; accepting resumes as soon as one
     /// closes.
     public var maxConnections: Int?
-    /// At this many open connections from one source, a further one from it is closed at once,
-    /// before a protocol object is made. A source is an IPv4 address, an IPv6 /64 prefix, or the
-    /// user id of a unix-socket peer (`SO_PEERCRED`).
+    /// The most open connections from one source; a further one is closed at once.
+    ///
+    /// It is closed before a protocol object is made. A source is an IPv4 address, an IPv6 /64
+    /// prefix, or the user id of a unix-socket peer (`SO_PEERCRED`).
     public var maxConnectionsPerSource: Int?
     /// A connection with no bytes in either direction for this long is told
     /// (``StreamProtocol/idleTimeoutReached()``) and then closed, flushing what is queued.

@@ -9,8 +9,9 @@ public struct ConnectionRefusalReason: Hashable, Sendable, CustomStringConvertib
     private let base: Base
     private init(_ base: Base) { self.base = base }
 
-    /// The server was already at ``ConnectionLimits/maxConnections``. Accepting pauses at the
-    /// limit, so this happens only when several listening sockets (IPv4 and IPv6) accepted in the
+    /// The server was already at its connection limit (``ConnectionLimits/maxConnections``).
+    ///
+    /// Accepting pauses at the limit, so this happens only when several listening sockets (IPv4 and IPv6) accepted in the
     /// same loop iteration in which the last slot filled.
     public static let maxConnections = ConnectionRefusalReason(.maxConnections)
     /// The peer's source already had ``ConnectionLimits/maxConnectionsPerSource`` connections.

@@ -35,7 +35,8 @@ struct LimitsConfigurationTests {
         let limits = configuration.listeners.map(\.limits)
         #expect(limits[0] == configuration.limits)
         #expect(
-            limits[1] == LimitsConfiguration(maxConnections: 50, maxConnectionsPerSource: 10, idleTimeout: .seconds(0.5))
+            limits[1]
+                == LimitsConfiguration(maxConnections: 50, maxConnectionsPerSource: 10, idleTimeout: .seconds(0.5))
         )
         #expect(
             limits[2] == LimitsConfiguration(maxConnections: 100, maxConnectionsPerSource: 1, idleTimeout: .seconds(30))
@@ -46,7 +47,9 @@ struct LimitsConfigurationTests {
 
     @Test
     func noLimitsAnywhereMeansUnlimited() throws {
-        let configuration = try Self.parse(#"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 } } ] }"#)
+        let configuration = try Self.parse(
+            #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 } } ] }"#
+        )
         #expect(configuration.limits.isUnlimited)
         #expect(configuration.listeners[0].limits.isUnlimited)
     }
@@ -74,25 +77,29 @@ struct LimitsConfigurationTests {
 
     static let errorCases: [ErrorCase] = [
         ErrorCase(
-            document: #"{ "limits": { "max_connections": 0 }, "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 } } ] }"#,
+            document:
+                #"{ "limits": { "max_connections": 0 }, "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 } } ] }"#,
             code: .invalidValue,
             keyPath: "limits.max_connections",
             message: "0 is out of range 1...2147483647"
         ),
         ErrorCase(
-            document: #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 }, "limits": { "max_connections_per_source": 2.5 } } ] }"#,
+            document:
+                #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 }, "limits": { "max_connections_per_source": 2.5 } } ] }"#,
             code: .typeMismatch,
             keyPath: "listeners[0].limits.max_connections_per_source",
             message: "expected integer, got number 2.5"
         ),
         ErrorCase(
-            document: #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 }, "limits": { "idle_timeout_seconds": 0 } } ] }"#,
+            document:
+                #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 }, "limits": { "idle_timeout_seconds": 0 } } ] }"#,
             code: .invalidValue,
             keyPath: "listeners[0].limits.idle_timeout_seconds",
             message: "0 is out of range; expected seconds greater than 0 and up to 86400 (a day)"
         ),
         ErrorCase(
-            document: #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 }, "limits": { "max_conections": 5 } } ] }"#,
+            document:
+                #"{ "listeners": [ { "name": "a", "protocol": "echo", "tcp": { "port": 1 }, "limits": { "max_conections": 5 } } ] }"#,
             code: .unknownKey,
             keyPath: "listeners[0].limits.max_conections",
             message: "unknown key 'max_conections'"
@@ -104,13 +111,15 @@ struct LimitsConfigurationTests {
             message: "expected object, got number 5"
         ),
         ErrorCase(
-            document: #"{ "listeners": [ { "name": "a", "protocol": "echo", "udp": { "port": 1 }, "limits": { "max_connections": 5 } } ] }"#,
+            document:
+                #"{ "listeners": [ { "name": "a", "protocol": "echo", "udp": { "port": 1 }, "limits": { "max_connections": 5 } } ] }"#,
             code: .invalidValue,
             keyPath: "listeners[0].limits",
             message: "limits are only supported on tcp and unix listeners, not udp"
         ),
         ErrorCase(
-            document: #"{ "listeners": [ { "name": "a", "protocol": "echo", "pipe": { "read": "/r" }, "limits": {} } ] }"#,
+            document:
+                #"{ "listeners": [ { "name": "a", "protocol": "echo", "pipe": { "read": "/r" }, "limits": {} } ] }"#,
             code: .invalidValue,
             keyPath: "listeners[0].limits",
             message: "limits are only supported on tcp and unix listeners, not pipe"

@@ -206,7 +206,9 @@ private final class LimitObserver: ConnectionObserver, @unchecked Sendable {
 
     func connectionOpened(_ transport: ChannelTransport) {}
     func connectionClosed(_ transport: ChannelTransport, error: (any Error)?) {}
-    func acceptingPaused(openConnections: Int) { self.recorded.withLockedValue { $0.append("paused \(openConnections)") } }
+    func acceptingPaused(openConnections: Int) {
+        self.recorded.withLockedValue { $0.append("paused \(openConnections)") }
+    }
     func acceptingResumed(openConnections: Int) {
         self.recorded.withLockedValue { $0.append("resumed \(openConnections)") }
     }

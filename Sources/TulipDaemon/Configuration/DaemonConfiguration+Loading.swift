@@ -459,7 +459,12 @@ private struct SchemaReader {
             )
             return nil
         }
-        guard var limitsReader = ConfigurationObjectReader(node, keyPath: reader.keyPath("limits"), diagnostics: self.diagnostics)
+        guard
+            var limitsReader = ConfigurationObjectReader(
+                node,
+                keyPath: reader.keyPath("limits"),
+                diagnostics: self.diagnostics
+            )
         else { return nil }
         let own = self.limits(from: &limitsReader)
         limitsReader.reportUnknownKeys()

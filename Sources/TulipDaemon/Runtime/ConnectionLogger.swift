@@ -43,6 +43,7 @@ final class ConnectionLogger: ConnectionObserver {
     }
 
     /// A TLS client was closed before its handshake finished.
+    ///
     /// A peer that leaves before saying anything (a port probe) is only worth `debug`.
     func handshakeFailed(peer: SocketAddress?, error: any Error) {
         let metadata: Logger.Metadata = ["peer": "\(Self.describe(peer))", "error": "\(error)"]
