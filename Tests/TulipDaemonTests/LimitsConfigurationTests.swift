@@ -128,11 +128,8 @@ struct LimitsConfigurationTests {
 
     @Test(arguments: Self.errorCases)
     func reportsLimitErrorsWithTheirKeyPath(_ errorCase: ErrorCase) throws {
-        let errors = try Self.schemaErrors(errorCase.document)
-        #expect(errors.count == 1, "\(errors)")
-        let error = try #require(errors.first)
-        #expect(error.code == errorCase.code)
-        #expect(error.keyPath == errorCase.keyPath)
-        #expect(error.message == errorCase.message)
+        let reported = try Self.schemaErrors(errorCase.document).map { ($0.code, $0.keyPath, $0.message) }
+        #expect(reported.count == 1)
+        #expect(reported.first.map { $0 == (errorCase.code, errorCase.keyPath, errorCase.message) } == true)
     }
 }

@@ -18,6 +18,18 @@ struct ServerLimitsTests {
         return p
     }
 
+    /// An echo server on an ephemeral loopback port, and that port.
+    private static func echoServer(
+        on loop: TulipLoop,
+        observer: LimitObserver,
+        limits: ConnectionLimits
+    ) async throws -> (Server, Int) {
+        let server = try await loop.createServer(host: "127.0.0.1", port: 0, observer: observer, limits: limits) {
+            Self.echo()
+        }
+        return (server, server.sockets[0].localAddress.port!)
+    }
+
     @Test func limitsThatAreNotPositiveAreRejected() async throws {
         try await withLoop { loop in
             try loop.runUntilComplete {
@@ -38,13 +50,11 @@ struct ServerLimitsTests {
         let observer = LimitObserver()
         let outcome = try await withLoop { loop in
             try loop.runUntilComplete { () async throws -> [String] in
-                let server = try await loop.createServer(
-                    host: "127.0.0.1",
-                    port: 0,
+                let (server, port) = try await Self.echoServer(
+                    on: loop,
                     observer: observer,
                     limits: ConnectionLimits(maxConnections: 2)
-                ) { Self.echo() }
-                let port = server.sockets[0].localAddress.port!
+                )
                 var notes: [String] = []
                 // All three connect before any is served, so they arrive in one accept burst: the
                 // third completes in the kernel's backlog but is not accepted.
@@ -88,13 +98,11 @@ struct ServerLimitsTests {
         let observer = LimitObserver()
         let (first, second, statistics) = try await withLoop { loop in
             try loop.runUntilComplete { () async throws -> ([UInt8], [UInt8]?, ServerStatistics) in
-                let server = try await loop.createServer(
-                    host: "127.0.0.1",
-                    port: 0,
+                let (server, port) = try await Self.echoServer(
+                    on: loop,
                     observer: observer,
                     limits: ConnectionLimits(maxConnectionsPerSource: 1)
-                ) { Self.echo() }
-                let port = server.sockets[0].localAddress.port!
+                )
                 let (first, second) = try await loop.runInExecutor { () -> ([UInt8], [UInt8]?) in
                     let served = try BlockingClient(port: port)
                     defer { served.close() }
