@@ -18,9 +18,20 @@ enum ConnectionSource: Hashable {
     ///
     /// Loop thread of `channel`: `SO_PEERCRED` is read synchronously there.
     init?(of channel: any Channel) {
+        guard let address = channel.remoteAddress else { return nil }
+        if case .unixDomainSocket = address {
+            guard let uid = Self.peerUser(of: channel) else { return nil }
+            self = .unixUser(uid)
+        } else {
+            self.init(ipAddress: address)
+        }
+    }
+
+    /// The source of an IP peer; `nil` for a unix address, whose source is its peer's user id.
+    init?(ipAddress address: SocketAddress) {
         // Raw bytes of the sockaddr: sin_addr sits at offset 4 of sockaddr_in, sin6_addr at
         // offset 8 of sockaddr_in6.
-        switch channel.remoteAddress {
+        switch address {
         case .v4(let address):
             self = .ipv4(withUnsafeBytes(of: address.address) { Self.integer($0[4..<8]) })
         case .v6(let address):
@@ -32,9 +43,6 @@ enum ConnectionSource: Hashable {
                 self = .ipv6Prefix(Self.integer(bytes[0..<8]))
             }
         case .unixDomainSocket:
-            guard let uid = Self.peerUser(of: channel) else { return nil }
-            self = .unixUser(uid)
-        case nil:
             return nil
         }
     }

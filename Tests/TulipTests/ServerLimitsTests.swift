@@ -30,6 +30,19 @@ struct ServerLimitsTests {
         return (server, server.sockets[0].localAddress.port!)
     }
 
+    @Test func sourcesAreIPv4AddressesAndIPv6Slash64Prefixes() throws {
+        func source(_ host: String) throws -> ConnectionSource? {
+            ConnectionSource(ipAddress: try SocketAddress(ipAddress: host, port: 1))
+        }
+        #expect(try source("192.0.2.1") == ConnectionSource.ipv4(0xC000_0201))
+        #expect(try source("192.0.2.1") != source("192.0.2.2"))
+        #expect(try source("::ffff:192.0.2.1") == source("192.0.2.1"))
+        #expect(try source("2001:db8::1") == source("2001:db8::ffff:1"))
+        #expect(try source("2001:db8::1") == ConnectionSource.ipv6Prefix(0x2001_0db8_0000_0000))
+        #expect(try source("2001:db8::1") != source("2001:db8:0:1::1"))
+        #expect(ConnectionSource(ipAddress: try SocketAddress(unixDomainSocketPath: "/tmp/x")) == nil)
+    }
+
     @Test func limitsThatAreNotPositiveAreRejected() async throws {
         try await withLoop { loop in
             try loop.runUntilComplete {
