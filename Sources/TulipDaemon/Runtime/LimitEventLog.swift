@@ -40,13 +40,13 @@ final class LimitEventLog {
         self.isPaused = paused
         self.openConnections = openConnections
         if paused { self.pausesSinceEntry += 1 }
-        self.logState(now: .now())
+        self.logState(now: self.eventLoop.now)
     }
 
     func refused(peer: SocketAddress?, reason: ConnectionRefusalReason) {
         self.refusalsSinceEntry += 1
         self.lastRefusal = (peer, reason)
-        self.logRefusals(now: .now())
+        self.logRefusals(now: self.eventLoop.now)
     }
 
     private func logState(now: NIODeadline) {
@@ -90,7 +90,7 @@ final class LimitEventLog {
         self.catchUp = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             guard let self else { return }
             self.catchUp = nil
-            let now = NIODeadline.now()
+            let now = self.eventLoop.now
             self.logState(now: now)
             self.logRefusals(now: now)
         }
