@@ -13,7 +13,10 @@ import time
 import pytest
 
 from conftest import (
+    EX_CONFIG,
+    check_config,
     connect_tcp,
+    describe_result,
     connect_unix,
     echo_roundtrip,
     expect_eof,
@@ -231,3 +234,26 @@ def test_idle_timeout_accepts_fractions_from_the_top_level_default(daemon):
         assert time.monotonic() - started >= 0.4
     log = daemon.stderr_text
     assert re.search(r"connection closed .*bytes_in=0", log), log[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("where", "limits", "key_path"),
+    [
+        ("top", {"max_connections": 0}, "limits.max_connections"),
+        ("listener", {"idle_timeout_seconds": -1}, "listeners[0].limits.idle_timeout_seconds"),
+        ("listener", {"max_connections_per_source": "5"}, "listeners[0].limits.max_connections_per_source"),
+        ("udp", {"max_connections": 5}, "listeners[1].limits"),
+    ],
+)
+def test_bad_limits_are_config_errors_naming_the_key_path(where, limits, key_path, tmp_path):
+    config = make_config(
+        tcp_listener("echo", "echo"),
+        {"name": "echo-udp", "protocol": "echo", "udp": {"host": "127.0.0.1", "port": 0}},
+    )
+    if where == "top":
+        config["limits"] = limits
+    else:
+        config["listeners"][0 if where == "listener" else 1]["limits"] = limits
+    r = check_config(config, tmp_path)
+    assert r.returncode == EX_CONFIG, describe_result(r)
+    assert key_path in r.stderr, describe_result(r)
