@@ -175,6 +175,7 @@ public final class Server: @unchecked Sendable {
         let loop = self.loop
         let bootstrap = ServerBootstrap(group: loop.eventLoop)
             .serverChannelOption(.autoRead, value: loop.isDispatching && !self.limiter.isPaused)
+            .serverChannelOption(.maxMessagesPerRead, value: UInt(self.limiter.acceptsPerRead))
             .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     // CS-21: out of descriptors or memory, accepting pauses for a second and resumes.
@@ -211,9 +212,6 @@ public final class Server: @unchecked Sendable {
             } else {
                 self.listening.append((socket, channel))
                 if self.listening.count == 1 { loop.register(self) }
-                if self.limiter.limits.maxConnections != nil {
-                    try? channel.syncOptions?.setOption(.maxMessagesPerRead, value: UInt(self.limiter.acceptsPerRead))
-                }
             }
         }
         return future
