@@ -10,6 +10,9 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public var log: LogConfiguration
     /// Graceful-shutdown settings (`shutdown`).
     public var shutdown: ShutdownConfiguration
+    /// The default connection limits of every `tcp` and `unix` listener (`limits`); each
+    /// listener's ``ListenerConfiguration/limits`` already has them merged in.
+    public var limits: LimitsConfiguration
     /// The listeners (`listeners`), in file order; at least one, with unique names.
     public var listeners: [ListenerConfiguration]
 
@@ -17,10 +20,12 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public init(
         log: LogConfiguration = LogConfiguration(),
         shutdown: ShutdownConfiguration = ShutdownConfiguration(),
+        limits: LimitsConfiguration = LimitsConfiguration(),
         listeners: [ListenerConfiguration]
     ) {
         self.log = log
         self.shutdown = shutdown
+        self.limits = limits
         self.listeners = listeners
     }
 
