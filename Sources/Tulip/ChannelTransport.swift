@@ -86,6 +86,17 @@ public final class ChannelTransport {
     /// What a fallback `sendfile` runs once writing resumes (FC-5) or the channel closes.
     private var writableWaiters: [() -> Void] = []
 
+    // Idle timeout (ChannelTransport+IdleTimeout.swift).
+    /// Set by the server before the transport attaches: with no bytes in either direction for this
+    /// long, the protocol is told and the transport closes.
+    var idleTimeout: TimeAmount?
+    /// When bytes last moved: stamped once per read burst and once per flush, never per byte.
+    var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    /// The one pending idle check; re-armed only when it fires, not on traffic.
+    var idleCheck: Scheduled<Void>?
+    /// The write buffer's size at the last idle check: a buffer that drains is traffic too.
+    var idleCheckWriteBuffer = 0
+
     /// Bytes delivered to the protocol (or held for it) so far.
     public private(set) var bytesReceived: UInt64 = 0
     /// Bytes accepted by ``write(_:)`` so far.
@@ -260,6 +271,7 @@ public final class ChannelTransport {
         } else {
             self.unflushedBytes = 0
             context.flush()
+            self.noteActivity()
         }
         if self.pipeRole == .write { self.trackQueuedData() }
         self.evaluatePause()
@@ -344,6 +356,7 @@ public final class ChannelTransport {
         self.inTransportCall = true
         defer { self.inTransportCall = false }
         context.flush()
+        self.noteActivity()
     }
 
     /// FC-4: pause once the buffer is strictly above high.
@@ -522,6 +535,7 @@ extension ChannelTransport {
             return self.loop.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
         self.bytesSent &+= UInt64(region.readableBytes)
+        self.noteActivity()
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: promise)
         return promise.futureResult
@@ -571,6 +585,7 @@ extension ChannelTransport {
         )
         self.readPeerCredentials(context.channel)
         self.applyWaterMarks()
+        self.startIdleTimer()
         self.loop.register(self)
         self.observer?.connectionOpened(self)
         // PR-1: connectionMade is scheduled, and reading is armed only once it has returned.
@@ -600,6 +615,7 @@ extension ChannelTransport {
 
     func channelReadComplete() {
         self.inReadBurst = false
+        self.noteActivity()
         self.flushIfNeeded()
     }
 
@@ -636,6 +652,7 @@ extension ChannelTransport {
     func channelInactive() {
         guard !self.channelGone else { return }
         self.channelGone = true
+        self.stopIdleTimer()
         if self.pipeRole == .write, self.lostError == nil, !self.aborted, self.queuedDataDiscarded {
             self.lostError = IOError(errnoCode: EPIPE, reason: "Broken pipe")
         }

@@ -13,9 +13,21 @@ public protocol ConnectionObserver: AnyObject {
     /// A TLS connection was closed before its handshake finished (it never got a transport):
     /// OpenSSL refused it, the peer left, or the handshake timed out.
     func handshakeFailed(peer: SocketAddress?, error: any Error)
+    /// The server reached ``ConnectionLimits/maxConnections`` and stopped accepting.
+    func acceptingPaused(openConnections: Int)
+    /// A connection closed below ``ConnectionLimits/maxConnections`` and accepting resumed.
+    func acceptingResumed(openConnections: Int)
+    /// A connection was closed right after being accepted, before any protocol object existed.
+    func connectionRefused(peer: SocketAddress?, reason: ConnectionRefusalReason)
 }
 
 extension ConnectionObserver {
     /// Does nothing.
     public func handshakeFailed(peer: SocketAddress?, error: any Error) {}
+    /// Does nothing.
+    public func acceptingPaused(openConnections: Int) {}
+    /// Does nothing.
+    public func acceptingResumed(openConnections: Int) {}
+    /// Does nothing.
+    public func connectionRefused(peer: SocketAddress?, reason: ConnectionRefusalReason) {}
 }

@@ -9,8 +9,8 @@ import Glibc
 import Musl
 #endif
 
-/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:ssl:sslHandshakeTimeout:makeProtocol:)``
-/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:ssl:sslHandshakeTimeout:makeProtocol:)``
+/// A server made by ``TulipLoop/createServer(host:port:family:sock:backlog:reuseAddress:reusePort:keepAlive:startServing:observer:ssl:sslHandshakeTimeout:limits:makeProtocol:)``
+/// or ``TulipLoop/createUnixServer(path:sock:backlog:mode:startServing:cleanupSocket:observer:ssl:sslHandshakeTimeout:limits:makeProtocol:)``
 /// (asyncio's `Server`, ASYNCIO-SPEC §13).
 ///
 /// A server owns its listening sockets and tracks its client transports from their creation until
@@ -35,6 +35,8 @@ public final class Server: @unchecked Sendable {
     /// Loop-confined: ``replaceSSLContext(_:)`` swaps it for connections accepted afterwards.
     private var ssl: OpenSSLContext?
     private let sslHandshakeTimeout: TimeAmount
+    /// Counts connections and enforces the limits at accept time (loop-confined).
+    private let limiter: ConnectionLimiter
 
     private struct Snapshot {
         var isServing = false
@@ -63,6 +65,7 @@ public final class Server: @unchecked Sendable {
         observer: (any ConnectionObserver)?,
         ssl: OpenSSLContext? = nil,
         sslHandshakeTimeout: TimeAmount = .seconds(60),
+        limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) {
         self.loop = loop
@@ -73,11 +76,13 @@ public final class Server: @unchecked Sendable {
         self.isUnix = isUnix
         self.observer = observer
         self.makeProtocol = makeProtocol
+        self.limiter = ConnectionLimiter(limits: limits, observer: observer)
         self.snapshot = NIOLockedValueBox(
             Snapshot(
                 sockets: sockets.map { ServerSocketInfo(fileDescriptor: $0.fileDescriptor, localAddress: $0.address) }
             )
         )
+        self.limiter.onChange = { [weak self] in self?.applyAcceptState() }
     }
 
     // MARK: - State
@@ -94,6 +99,33 @@ public final class Server: @unchecked Sendable {
     /// The number of client connections currently tracked.
     public var clientCount: Int {
         self.onLoop { self.clients.count } ?? 0
+    }
+
+    /// The connection counters and whether the server accepts, for an admin socket or metrics.
+    ///
+    /// Taken on the loop thread: at once when called there, otherwise by hopping there and
+    /// waiting (so not from a task that the loop itself must run).
+    public var statistics: ServerStatistics {
+        self.onLoop { self.statisticsOnLoop() } ?? ServerStatistics(state: .closed)
+    }
+
+    private func statisticsOnLoop() -> ServerStatistics {
+        let (isServing, isClosed) = self.snapshot.withLockedValue { ($0.isServing, $0.isClosed) }
+        let state: ServerStatistics.State
+        if isClosed {
+            state = .closed
+        } else if !isServing {
+            state = .notServing
+        } else {
+            state = self.limiter.isHeldByOwner ? .paused : self.limiter.isPaused ? .pausedAtLimit : .serving
+        }
+        return ServerStatistics(
+            state: state,
+            openConnections: self.limiter.openConnections,
+            acceptedTotal: self.limiter.acceptedTotal,
+            refusedMaxConnections: self.limiter.refusedMaxConnections,
+            refusedPerSource: self.limiter.refusedPerSource
+        )
     }
 
     /// The tracked client transports.
@@ -146,11 +178,14 @@ public final class Server: @unchecked Sendable {
     private func register(_ socket: BoundSocket) -> EventLoopFuture<any Channel> {
         let loop = self.loop
         let bootstrap = ServerBootstrap(group: loop.eventLoop)
-            .serverChannelOption(.autoRead, value: loop.isDispatching)
-            .serverChannelInitializer { channel in
+            .serverChannelOption(.autoRead, value: loop.isDispatching && !self.limiter.holdsReads)
+            .serverChannelOption(.maxMessagesPerRead, value: UInt(self.limiter.acceptsPerRead))
+            .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     // CS-21: out of descriptors or memory, accepting pauses for a second and resumes.
+                    // The limit handler goes first so that it also holds back the back-off's read.
                     try channel.pipeline.syncOperations.addHandlers(
+                        ConnectionLimitHandler(limiter: self.limiter),
                         AcceptBackoffHandler(shouldForwardIOErrorCaught: true),
                         AcceptErrorReporter(loop: loop)
                     )
@@ -166,6 +201,7 @@ public final class Server: @unchecked Sendable {
                     }
                     let protocolObject = try self.makeProtocol()
                     let handler = ProtocolChannelHandler(loop: loop, protocol: protocolObject, observer: self.observer)
+                    handler.transport.idleTimeout = self.limiter.limits.idleTimeout
                     self.track(handler.transport)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -198,6 +234,7 @@ public final class Server: @unchecked Sendable {
                     observer: self.observer,
                     tls: info
                 )
+                handler.transport.idleTimeout = self.limiter.limits.idleTimeout
                 self.track(handler.transport)
                 try context.pipeline.syncOperations.addHandler(handler)
             } catch {
@@ -249,6 +286,27 @@ public final class Server: @unchecked Sendable {
             await self.waitClosed()
             throw error
         }
+    }
+
+    // MARK: - Pausing
+
+    /// Stops accepting until ``resumeAccepting()``, whatever the limits say.
+    ///
+    /// New connections wait in the kernel's backlog (or are refused once it is full); open
+    /// connections go on. A Tulip addition, for an operator's `drain`. Loop thread.
+    public func pauseAccepting() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.limiter.isHeldByOwner = true
+        self.applyAcceptState()
+    }
+
+    /// Accepts again after ``pauseAccepting()`` (up to the limits).
+    ///
+    /// Loop thread.
+    public func resumeAccepting() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.limiter.isHeldByOwner = false
+        self.applyAcceptState()
     }
 
     // MARK: - Closing
@@ -407,8 +465,18 @@ extension Server: LoopParticipant {
     }
 
     func loopDidResume() {
+        self.applyAcceptState()
+    }
+
+    /// Listening channels read while the loop runs and the server is below its limit; one read
+    /// accepts no more connections than there are free slots.
+    private func applyAcceptState() {
+        let accepting = self.loop.isDispatching && !self.limiter.holdsReads
+        let perRead = UInt(self.limiter.acceptsPerRead)
         for (_, channel) in self.listening {
-            try? channel.syncOptions?.setOption(.autoRead, value: true)
+            guard let options = channel.syncOptions else { continue }
+            try? options.setOption(.maxMessagesPerRead, value: perRead)
+            try? options.setOption(.autoRead, value: accepting)
         }
     }
 }

@@ -32,6 +32,14 @@ public protocol StreamProtocol: BaseProtocol {
     /// served until it ends or the grace period runs out; a protocol with natural message
     /// boundaries can close at the next one.
     func shutdownRequested()
+
+    /// No bytes moved in either direction for the server's idle timeout
+    /// (``ConnectionLimits/idleTimeout``); the transport closes right after this returns,
+    /// flushing what is queued.
+    ///
+    /// A Tulip extension to asyncio's contract. The default does nothing; a protocol can write a
+    /// last message here, which the close flushes.
+    func idleTimeoutReached()
 }
 
 extension StreamProtocol {
@@ -43,4 +51,6 @@ extension StreamProtocol {
     public func eofReceived() throws -> Bool { false }
     /// Does nothing.
     public func shutdownRequested() {}
+    /// Does nothing.
+    public func idleTimeoutReached() {}
 }

@@ -41,6 +41,8 @@ extension TulipLoop {
     ///   - ssl: serve TLS with this server context; the protocol is made and gets `connectionMade`
     ///     only after the handshake (PR-10).
     ///   - sslHandshakeTimeout: how long a handshake may take (default 60 s); only with `ssl` (CS-1).
+    ///   - limits: how many connections to serve at once, per source, and how long one may be idle
+    ///     (a Tulip addition); none by default.
     ///   - makeProtocol: called on the loop thread once per accepted connection (CS-19); if it
     ///     throws, that connection is closed and the server carries on (CS-21).
     /// - Returns: the new server, already serving unless `startServing` is `false`.
@@ -59,10 +61,12 @@ extension TulipLoop {
         observer: (any ConnectionObserver)? = nil,
         ssl: OpenSSLContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
+        limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         if self.isClosed { throw TulipError.loopClosed() }
         let handshakeTimeout = try Self.checkTLSArguments(ssl: ssl, sslHandshakeTimeout: sslHandshakeTimeout)
+        try limits.validate()
         let hosts = (host ?? []).filter { !$0.isEmpty }
         let sockets: [BoundSocket]
         if let sock {
@@ -93,6 +97,7 @@ extension TulipLoop {
             observer: observer,
             ssl: ssl,
             sslHandshakeTimeout: handshakeTimeout,
+            limits: limits,
             makeProtocol: makeProtocol
         )
     }
@@ -112,10 +117,12 @@ extension TulipLoop {
     ///   - observer: told when each connection opens and closes.
     ///   - ssl: serve TLS with this server context.
     ///   - sslHandshakeTimeout: how long a handshake may take (default 60 s); only with `ssl`.
+    ///   - limits: connection limits, as for the `host:` form.
     ///   - makeProtocol: called on the loop thread once per accepted connection.
     /// - Returns: the new server, already serving unless `startServing` is `false`.
     /// - Throws: ``TulipError`` with code `invalidArgument` for an empty list, a descriptor that is
-    ///   not a bound stream socket, or a handshake timeout without `ssl`.
+    ///   not a bound stream socket, a handshake timeout without `ssl`, or limits that are not
+    ///   positive.
     public func createServer(
         socks: [CInt],
         backlog: Int = 100,
@@ -123,9 +130,11 @@ extension TulipLoop {
         observer: (any ConnectionObserver)? = nil,
         ssl: OpenSSLContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
+        limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         if self.isClosed { throw TulipError.loopClosed() }
+        try limits.validate()
         let handshakeTimeout = try Self.checkTLSArguments(ssl: ssl, sslHandshakeTimeout: sslHandshakeTimeout)
         guard !socks.isEmpty else { throw TulipError.invalidArgument("socks must name at least one socket") }
         let sockets = try socks.map { try BoundSocket.adopt($0, requireUnix: false, cleanup: false) }
@@ -138,6 +147,7 @@ extension TulipLoop {
             observer: observer,
             ssl: ssl,
             sslHandshakeTimeout: handshakeTimeout,
+            limits: limits,
             makeProtocol: makeProtocol
         )
     }
@@ -155,6 +165,7 @@ extension TulipLoop {
         observer: (any ConnectionObserver)? = nil,
         ssl: OpenSSLContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
+        limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         try await self.createServer(
@@ -170,6 +181,7 @@ extension TulipLoop {
             observer: observer,
             ssl: ssl,
             sslHandshakeTimeout: sslHandshakeTimeout,
+            limits: limits,
             makeProtocol: makeProtocol
         )
     }
@@ -190,6 +202,7 @@ extension TulipLoop {
     ///   - observer: told when each connection opens and closes.
     ///   - ssl: serve TLS with this server context (see `createServer`).
     ///   - sslHandshakeTimeout: how long a handshake may take (default 60 s); only with `ssl`.
+    ///   - limits: connection limits, as for `createServer`.
     ///   - makeProtocol: called on the loop thread once per accepted connection; if it throws, that
     ///     connection is closed and the server carries on.
     /// - Returns: the new server, already serving unless `startServing` is `false`.
@@ -206,10 +219,12 @@ extension TulipLoop {
         observer: (any ConnectionObserver)? = nil,
         ssl: OpenSSLContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
+        limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         if self.isClosed { throw TulipError.loopClosed() }
         let handshakeTimeout = try Self.checkTLSArguments(ssl: ssl, sslHandshakeTimeout: sslHandshakeTimeout)
+        try limits.validate()
         let socket: BoundSocket
         switch (path, sock) {
         case (.some, .some):
@@ -231,6 +246,7 @@ extension TulipLoop {
             observer: observer,
             ssl: ssl,
             sslHandshakeTimeout: handshakeTimeout,
+            limits: limits,
             makeProtocol: makeProtocol
         )
     }
@@ -256,6 +272,7 @@ extension TulipLoop {
         observer: (any ConnectionObserver)?,
         ssl: OpenSSLContext?,
         sslHandshakeTimeout: TimeAmount,
+        limits: ConnectionLimits,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
     ) async throws -> Server {
         let server = Server(
@@ -266,6 +283,7 @@ extension TulipLoop {
             observer: observer,
             ssl: ssl,
             sslHandshakeTimeout: sslHandshakeTimeout,
+            limits: limits,
             makeProtocol: makeProtocol
         )
         if startServing {

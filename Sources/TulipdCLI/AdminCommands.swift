@@ -60,7 +60,9 @@ extension TulipdCommand {
 
     /// `tulipd connections [LISTENER]`: the open connections.
     struct Connections: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the open connections, of one listener or of all.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the open connections, of one listener or of all."
+        )
 
         @OptionGroup var admin: AdminOptions
 

@@ -2,6 +2,12 @@ import Logging
 import NIOCore
 import Tulip
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The admin socket: a unix stream server on the daemon's own loop speaking ``AdminProtocol``.
 ///
 /// Loop-confined; the daemon owns it and closes it when it stops.
@@ -17,6 +23,8 @@ final class AdminServer {
 
     /// Binds the socket (replacing a stale one) with the configured mode and starts serving.
     ///
+    /// A missing parent directory is made (mode 0755), as `/tmp/tulipd` or a runtime directory
+    /// may not exist yet.
     /// - Throws: ``TulipError`` when the socket cannot be bound.
     static func start(
         _ configuration: AdminConfiguration,
@@ -25,6 +33,10 @@ final class AdminServer {
         logger: Logger
     ) async throws -> AdminServer {
         let bound = NIOLoopBound(backend, eventLoop: loop.eventLoop)
+        if let slash = configuration.path.lastIndex(of: "/"), slash != configuration.path.startIndex {
+            // An existing directory is fine; any other failure shows as the bind's error.
+            _ = mkdir(String(configuration.path[..<slash]), 0o755)
+        }
         let server = try await loop.createUnixServer(
             path: configuration.path,
             mode: configuration.mode,

@@ -110,10 +110,22 @@ private struct SchemaReader {
             }
             metricsReader.reportUnknownKeys()
         }
-        let listeners = self.listeners(from: &reader)
+        var limits = LimitsConfiguration()
+        if var limitsReader = reader.object("limits") {
+            limits = self.limits(from: &limitsReader)
+            limitsReader.reportUnknownKeys()
+        }
+        let listeners = self.listeners(from: &reader, defaultLimits: limits)
         reader.reportUnknownKeys()
         return listeners.map {
-            DaemonConfiguration(log: log, shutdown: shutdown, listeners: $0, admin: admin, metrics: metrics)
+            DaemonConfiguration(
+                log: log,
+                shutdown: shutdown,
+                limits: limits,
+                listeners: $0,
+                admin: admin,
+                metrics: metrics
+            )
         }
     }
 
@@ -155,7 +167,10 @@ private struct SchemaReader {
 
     // MARK: Listeners
 
-    private func listeners(from reader: inout ConfigurationObjectReader) -> [ListenerConfiguration]? {
+    private func listeners(
+        from reader: inout ConfigurationObjectReader,
+        defaultLimits: LimitsConfiguration
+    ) -> [ListenerConfiguration]? {
         guard let node = reader.node("listeners", required: true, expected: "array") else { return nil }
         guard case .array(let elements) = node.value else {
             self.diagnostics.report(
@@ -176,7 +191,7 @@ private struct SchemaReader {
             guard
                 var listenerReader = ConfigurationObjectReader(element, keyPath: keyPath, diagnostics: self.diagnostics)
             else { continue }
-            let listener = self.listener(from: &listenerReader)
+            let listener = self.listener(from: &listenerReader, defaultLimits: defaultLimits)
             listenerReader.reportUnknownKeys()
             // Names are compared even when something else in the listener is wrong, so that fixing one
             // error does not reveal another.
@@ -200,7 +215,10 @@ private struct SchemaReader {
         return listeners.count == elements.count ? listeners : nil
     }
 
-    private func listener(from reader: inout ConfigurationObjectReader) -> ListenerConfiguration? {
+    private func listener(
+        from reader: inout ConfigurationObjectReader,
+        defaultLimits: LimitsConfiguration
+    ) -> ListenerConfiguration? {
         let name = reader.string("name", required: true, problem: Self.listenerNameProblem)
         let protocolName = reader.string("protocol", required: true) { $0.isEmpty ? "must not be empty" : nil }
 
@@ -255,14 +273,16 @@ private struct SchemaReader {
                 tlsReader.reportUnknownKeys()
             }
         }
+        let limits = self.listenerLimits(from: &reader, kinds: presentKinds, defaults: defaultLimits)
         let options = reader.node("options")
 
-        guard let name, let protocolName, let endpoint else { return nil }
+        guard let name, let protocolName, let endpoint, let limits else { return nil }
         return ListenerConfiguration(
             name: name,
             protocolName: protocolName,
             endpoint: endpoint,
             tls: tls,
+            limits: limits,
             options: options?.value,
             keyPath: reader.keyPath,
             locations: ListenerConfiguration.Locations(
@@ -441,6 +461,50 @@ private struct SchemaReader {
         if let problem = Self.pathProblem(path) { return problem }
         let length = path.utf8.count
         return length > 107 ? "is \(length) bytes long; a unix socket path may be at most 107 bytes" : nil
+    }
+
+    // MARK: Limits
+
+    private func limits(from reader: inout ConfigurationObjectReader) -> LimitsConfiguration {
+        let range = 1...Int(Int32.max)
+        return LimitsConfiguration(
+            maxConnections: reader.integer("max_connections", in: range),
+            maxConnectionsPerSource: reader.integer("max_connections_per_source", in: range),
+            idleTimeout: reader.seconds("idle_timeout_seconds", allowsZero: false)
+        )
+    }
+
+    // Stream listeners merge their own limits over the defaults; the others have nothing to limit
+    // (a datagram endpoint has no connections, a pipe is one), so `limits` there is an error.
+    private func listenerLimits(
+        from reader: inout ConfigurationObjectReader,
+        kinds: [ListenerKind],
+        defaults: LimitsConfiguration
+    ) -> LimitsConfiguration? {
+        let isStream = kinds.count == 1 && (kinds[0] == .tcp || kinds[0] == .unix)
+        guard let node = reader.node("limits") else {
+            return isStream ? defaults : LimitsConfiguration()
+        }
+        if kinds.count == 1, !isStream {
+            self.diagnostics.report(
+                .invalidValue(
+                    "limits are only supported on tcp and unix listeners, not \(kinds[0])",
+                    keyPath: reader.keyPath("limits"),
+                    at: node.location
+                )
+            )
+            return nil
+        }
+        guard
+            var limitsReader = ConfigurationObjectReader(
+                node,
+                keyPath: reader.keyPath("limits"),
+                diagnostics: self.diagnostics
+            )
+        else { return nil }
+        let own = self.limits(from: &limitsReader)
+        limitsReader.reportUnknownKeys()
+        return own.merging(over: defaults)
     }
 
     // MARK: TLS

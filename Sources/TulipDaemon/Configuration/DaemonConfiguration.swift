@@ -10,6 +10,9 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public var log: LogConfiguration
     /// Graceful-shutdown settings (`shutdown`).
     public var shutdown: ShutdownConfiguration
+    /// The default connection limits of every `tcp` and `unix` listener (`limits`); each
+    /// listener's ``ListenerConfiguration/limits`` already has them merged in.
+    public var limits: LimitsConfiguration
     /// The listeners (`listeners`), in file order; at least one, with unique names.
     public var listeners: [ListenerConfiguration]
     /// The admin socket (`admin`), if the daemon serves one.
@@ -21,12 +24,14 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public init(
         log: LogConfiguration = LogConfiguration(),
         shutdown: ShutdownConfiguration = ShutdownConfiguration(),
+        limits: LimitsConfiguration = LimitsConfiguration(),
         listeners: [ListenerConfiguration],
         admin: AdminConfiguration? = nil,
         metrics: MetricsConfiguration? = nil
     ) {
         self.log = log
         self.shutdown = shutdown
+        self.limits = limits
         self.listeners = listeners
         self.admin = admin
         self.metrics = metrics

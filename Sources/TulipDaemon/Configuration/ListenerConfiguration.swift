@@ -38,6 +38,9 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public var endpoint: ListenerEndpoint
     /// TLS settings (`tls`), only for `tcp` and `unix` listeners.
     public var tls: TLSFileConfiguration?
+    /// The connection limits in effect: the listener's `limits` merged over the top-level ones;
+    /// always unlimited for datagram and pipe listeners.
+    public var limits: LimitsConfiguration
     /// The plugin's options (`options`), undecoded; `nil` when absent or `null`.
     ///
     /// Decode them with ``decodeOptions(as:using:)``, which reports errors with the right key path.
@@ -53,6 +56,7 @@ public struct ListenerConfiguration: Sendable, Hashable {
         protocolName: String,
         endpoint: ListenerEndpoint,
         tls: TLSFileConfiguration? = nil,
+        limits: LimitsConfiguration = LimitsConfiguration(),
         options: JSONValue? = nil,
         keyPath: String = "",
         locations: Locations = Locations()
@@ -61,6 +65,7 @@ public struct ListenerConfiguration: Sendable, Hashable {
         self.protocolName = protocolName
         self.endpoint = endpoint
         self.tls = tls
+        self.limits = limits
         self.options = options
         self.keyPath = keyPath
         self.locations = locations
@@ -95,7 +100,7 @@ public struct ListenerConfiguration: Sendable, Hashable {
     /// Whether two listeners are configured alike; ``keyPath`` and ``locations`` do not count.
     public static func == (lhs: ListenerConfiguration, rhs: ListenerConfiguration) -> Bool {
         lhs.name == rhs.name && lhs.protocolName == rhs.protocolName && lhs.endpoint == rhs.endpoint
-            && lhs.tls == rhs.tls && lhs.options == rhs.options
+            && lhs.tls == rhs.tls && lhs.limits == rhs.limits && lhs.options == rhs.options
     }
 
     /// Hashes what `==` compares.
@@ -104,6 +109,7 @@ public struct ListenerConfiguration: Sendable, Hashable {
         hasher.combine(self.protocolName)
         hasher.combine(self.endpoint)
         hasher.combine(self.tls)
+        hasher.combine(self.limits)
         hasher.combine(self.options)
     }
 }

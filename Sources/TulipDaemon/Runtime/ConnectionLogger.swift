@@ -20,9 +20,12 @@ final class ConnectionLogger: ConnectionObserver {
     private(set) var handshakeFailuresTotal: UInt64 = 0
     /// Called on the loop thread whenever the open-connection count changes.
     var onChange: (() -> Void)?
+    /// Pauses at the connection limit and refusals, rate-limited; `nil` when nothing is limited.
+    private let limitEvents: LimitEventLog?
 
-    init(logger: Logger) {
+    init(logger: Logger, limitEventLoop: (any EventLoop)? = nil) {
         self.logger = logger
+        self.limitEvents = limitEventLoop.map { LimitEventLog(logger: logger, eventLoop: $0) }
     }
 
     func connectionOpened(_ transport: ChannelTransport) {
@@ -51,6 +54,7 @@ final class ConnectionLogger: ConnectionObserver {
     }
 
     /// A TLS client was closed before its handshake finished.
+    ///
     /// A peer that leaves before saying anything (a port probe) is only worth `debug`.
     func handshakeFailed(peer: SocketAddress?, error: any Error) {
         self.handshakeFailuresTotal += 1
@@ -60,6 +64,18 @@ final class ConnectionLogger: ConnectionObserver {
         } else {
             self.logger.info("TLS handshake failed", metadata: metadata)
         }
+    }
+
+    func acceptingPaused(openConnections: Int) {
+        self.limitEvents?.acceptingChanged(paused: true, openConnections: openConnections)
+    }
+
+    func acceptingResumed(openConnections: Int) {
+        self.limitEvents?.acceptingChanged(paused: false, openConnections: openConnections)
+    }
+
+    func connectionRefused(peer: SocketAddress?, reason: ConnectionRefusalReason) {
+        self.limitEvents?.refused(peer: peer, reason: reason)
     }
 
     /// A listener could not go on serving (a pipe listener that cannot reopen its FIFO).

@@ -53,7 +53,7 @@ struct ListenerStarter {
         logger[metadataKey: "listener"] = "\(configuration.name)"
         logger[metadataKey: "protocol"] = "\(listener.plugin.name)"
         logger[metadataKey: "config_generation"] = "\(generation)"
-        let observer = ConnectionLogger(logger: logger)
+        let observer = ConnectionLogger(logger: logger, limitEventLoop: self.loop.eventLoop)
         observer.onChange = self.onConnectionsChanged
         let held: Bool
         let fds: [CInt]
@@ -148,6 +148,7 @@ struct ListenerStarter {
                     observer: observer,
                     ssl: listener.tls,
                     sslHandshakeTimeout: timeout,
+                    limits: configuration.limits.connectionLimits,
                     makeProtocol: makeProtocol
                 )
             }
@@ -162,6 +163,7 @@ struct ListenerStarter {
                 observer: observer,
                 ssl: listener.tls,
                 sslHandshakeTimeout: timeout,
+                limits: configuration.limits.connectionLimits,
                 makeProtocol: makeProtocol
             )
         case .unix(let unix):
@@ -187,6 +189,7 @@ struct ListenerStarter {
                     observer: observer,
                     ssl: listener.tls,
                     sslHandshakeTimeout: timeout,
+                    limits: configuration.limits.connectionLimits,
                     makeProtocol: makeProtocol
                 )
             }
@@ -198,6 +201,7 @@ struct ListenerStarter {
                 observer: observer,
                 ssl: listener.tls,
                 sslHandshakeTimeout: timeout,
+                limits: configuration.limits.connectionLimits,
                 makeProtocol: makeProtocol
             )
         case .udp, .unixDatagram:
