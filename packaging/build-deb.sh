@@ -32,7 +32,7 @@ stage=$(mktemp -d "$out/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 root="$stage/root"
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/tulipd" \
-    "$root/usr/share/doc/tulipd"
+    "$root/usr/share/doc/tulipd" "$root/usr/share/man/man8"
 install -m 0755 "$binary" "$root/usr/bin/tulipd"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/tulipd"
 sockets=""
@@ -47,9 +47,11 @@ done
 sockets=${sockets# }
 [ -n "$sockets" ] || { echo "no socket units in systemd/" >&2; exit 1; }
 install -m 0644 packaging/tulipd.json "$root/etc/tulipd/tulipd.json"
+gzip -9n < packaging/tulipd.8 > "$root/usr/share/man/man8/tulipd.8.gz"
+chmod 0644 "$root/usr/share/man/man8/tulipd.8.gz"
 install -m 0644 packaging/debian/copyright "$root/usr/share/doc/tulipd/copyright"
-sed "s/@VERSION@/$version/" packaging/debian/changelog.in | gzip -9n > "$root/usr/share/doc/tulipd/changelog.Debian.gz"
-chmod 0644 "$root/usr/share/doc/tulipd/changelog.Debian.gz"
+sed "s/@VERSION@/$version/" packaging/debian/changelog.in | gzip -9n > "$root/usr/share/doc/tulipd/changelog.gz"
+chmod 0644 "$root/usr/share/doc/tulipd/changelog.gz"
 install -m 0644 packaging/debian/conffiles "$root/DEBIAN/conffiles"
 for script in postinst prerm postrm; do
     sed "s/@SOCKETS@/$sockets/g" "packaging/debian/$script" > "$root/DEBIAN/$script"
@@ -73,6 +75,6 @@ deb="$out/tulipd_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >&2
 if command -v lintian >/dev/null; then
     # Errors fail the build; warnings are shown.
-    lintian --fail-on error --no-tag-display-limit "$deb" >&2
+    lintian --fail-on error --tag-display-limit 0 "$deb" >&2
 fi
 echo "$deb"
