@@ -2,10 +2,11 @@
 SWIFT        ?= swift
 CONFIG       ?= config/tulipd.json
 PYTHON       ?= python3
-APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat systemd systemd-container binutils openssl
+APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat systemd systemd-container binutils openssl \
+                dpkg-dev lintian
 TULIPD       := .build/debug/tulipd
 
-.PHONY: run test build deps lint bench clean
+.PHONY: run test build deps lint bench deb clean
 
 ## Install what is missing: Debian packages (as root) and the Python test peers.
 deps:
@@ -41,10 +42,15 @@ lint:
 
 ## Allocation gate (mallocs per echoed message), then echo throughput and CPU per message:
 ## tulipd vs raw SwiftNIO, asyncio and uvloop.
+## tulipd_<version>_<arch>.deb in .build-deb/ (release build, lintian-checked).
+deb: deps
+	packaging/build-deb.sh
+
 bench:
 	Benchmarks/scripts/check-allocations.sh
 	Benchmarks/scripts/bench-echo.sh
 	Benchmarks/scripts/bench-udp.sh && Benchmarks/scripts/bench-files.sh --skip-build
+	Benchmarks/scripts/bench-scale.sh --skip-build
 
 clean:
 	rm -rf .build Benchmarks/.build

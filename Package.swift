@@ -10,6 +10,8 @@ let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpe
 let dequeModule = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "tulip",
@@ -28,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: - Library
@@ -69,7 +73,10 @@ let package = Package(
 
         .target(
             name: "TulipDaemon",
-            dependencies: ["Tulip", "TulipSystemd", "TulipTLS", nioCore, nioPosix, nioConcurrencyHelpers, logging]
+            dependencies: [
+                "Tulip", "TulipSystemd", "TulipTLS", nioCore, nioPosix, nioConcurrencyHelpers, logging, coreMetrics,
+                prometheus,
+            ]
         ),
         .target(
             name: "TulipPlugins",
@@ -118,7 +125,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TulipDaemonTests",
-            dependencies: ["TulipDaemon", "TulipPlugins", "Tulip", nioCore, nioPosix, logging]
+            dependencies: ["TulipDaemon", "TulipPlugins", "Tulip", "TulipTestKit", nioCore, nioPosix, logging]
         ),
         .testTarget(
             name: "TulipPluginsTests",

@@ -545,6 +545,32 @@ extension ChannelTransport {
 // MARK: - Events from ProtocolChannelHandler
 
 extension ChannelTransport {
+    /// Fills ``TransportInfo/peerCredentials`` on unix stream sockets.
+    ///
+    /// On the loop's thread the option is read at once, so it is there before the observer and
+    /// `connectionMade` run.
+    fileprivate func readPeerCredentials(_ channel: any Channel) {
+        guard case .unixDomainSocket = channel.localAddress, let provider = channel as? any SocketOptionProvider
+        else { return }
+        let credentials: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET),
+            name: SocketOptionName(SO_PEERCRED)
+        )
+        credentials.assumeIsolated().whenSuccess { [self] value in
+            self.extraInfo.peerCredentials = PeerCredentials(pid: value.pid, uid: value.uid, gid: value.gid)
+        }
+    }
+}
+
+/// `struct ucred` of `<sys/socket.h>`, which Glibc only declares under `_GNU_SOURCE`: same fields,
+/// same order, no padding.
+private struct RawPeerCredentials: Sendable {
+    var pid: Int32
+    var uid: UInt32
+    var gid: UInt32
+}
+
+extension ChannelTransport {
     func attach(to context: ChannelHandlerContext) {
         // handlerAdded on an active channel and channelActive must not both attach.
         guard self.context == nil, !self.channelGone else { return }
@@ -557,6 +583,7 @@ extension ChannelTransport {
             alpnProtocol: self.tlsInfo?.alpn,
             peerCertificateSubject: self.tlsInfo?.peerCertificateSubject
         )
+        self.readPeerCredentials(context.channel)
         self.applyWaterMarks()
         self.startIdleTimer()
         self.loop.register(self)

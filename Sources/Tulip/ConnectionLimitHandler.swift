@@ -18,7 +18,7 @@ final class ConnectionLimitHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        guard !self.limiter.isPaused else { return }
+        guard !self.limiter.holdsReads else { return }
         context.read()
     }
 

@@ -22,6 +22,10 @@ final class ConnectionLimiter {
 
     /// At `maxConnections`: the listening channels must not be read.
     private(set) var isPaused = false
+    /// The server's owner stopped accepting (an operator's drain), whatever the limit says.
+    var isHeldByOwner = false
+    /// Whether listening channels must not read (accept) now.
+    var holdsReads: Bool { self.isPaused || self.isHeldByOwner }
     /// How many connections one readable event may accept, so that a burst never overshoots the
     /// remaining slots.
     private(set) var acceptsPerRead: Int

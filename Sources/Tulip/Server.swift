@@ -117,7 +117,7 @@ public final class Server: @unchecked Sendable {
         } else if !isServing {
             state = .notServing
         } else {
-            state = self.limiter.isPaused ? .pausedAtLimit : .serving
+            state = self.limiter.isHeldByOwner ? .paused : self.limiter.isPaused ? .pausedAtLimit : .serving
         }
         return ServerStatistics(
             state: state,
@@ -178,7 +178,7 @@ public final class Server: @unchecked Sendable {
     private func register(_ socket: BoundSocket) -> EventLoopFuture<any Channel> {
         let loop = self.loop
         let bootstrap = ServerBootstrap(group: loop.eventLoop)
-            .serverChannelOption(.autoRead, value: loop.isDispatching && !self.limiter.isPaused)
+            .serverChannelOption(.autoRead, value: loop.isDispatching && !self.limiter.holdsReads)
             .serverChannelOption(.maxMessagesPerRead, value: UInt(self.limiter.acceptsPerRead))
             .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -286,6 +286,27 @@ public final class Server: @unchecked Sendable {
             await self.waitClosed()
             throw error
         }
+    }
+
+    // MARK: - Pausing
+
+    /// Stops accepting until ``resumeAccepting()``, whatever the limits say.
+    ///
+    /// New connections wait in the kernel's backlog (or are refused once it is full); open
+    /// connections go on. A Tulip addition, for an operator's `drain`. Loop thread.
+    public func pauseAccepting() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.limiter.isHeldByOwner = true
+        self.applyAcceptState()
+    }
+
+    /// Accepts again after ``pauseAccepting()`` (up to the limits).
+    ///
+    /// Loop thread.
+    public func resumeAccepting() {
+        self.loop.eventLoop.preconditionInEventLoop()
+        self.limiter.isHeldByOwner = false
+        self.applyAcceptState()
     }
 
     // MARK: - Closing
@@ -450,7 +471,7 @@ extension Server: LoopParticipant {
     /// Listening channels read while the loop runs and the server is below its limit; one read
     /// accepts no more connections than there are free slots.
     private func applyAcceptState() {
-        let accepting = self.loop.isDispatching && !self.limiter.isPaused
+        let accepting = self.loop.isDispatching && !self.limiter.holdsReads
         let perRead = UInt(self.limiter.acceptsPerRead)
         for (_, channel) in self.listening {
             guard let options = channel.syncOptions else { continue }

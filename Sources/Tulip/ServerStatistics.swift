@@ -31,6 +31,7 @@ public struct ServerStatistics: Hashable, Sendable {
             case notServing = "not_serving"
             case serving
             case pausedAtLimit = "paused_at_limit"
+            case paused
             case closed
         }
 
@@ -43,6 +44,8 @@ public struct ServerStatistics: Hashable, Sendable {
         public static let serving = State(.serving)
         /// At ``ConnectionLimits/maxConnections``: new connections wait in the kernel's backlog.
         public static let pausedAtLimit = State(.pausedAtLimit)
+        /// Not accepting because its owner said so (``Server/pauseAccepting()``).
+        public static let paused = State(.paused)
         /// ``Server/close()`` was called.
         public static let closed = State(.closed)
 

@@ -15,6 +15,8 @@ public struct TransportInfo: Sendable, Hashable {
     public var alpnProtocol: String?
     /// The subject of the peer's certificate (`peercert`), if it sent one.
     public var peerCertificateSubject: String?
+    /// The peer's credentials on a unix stream socket (`peercred`); nil on other transports.
+    public var peerCredentials: PeerCredentials?
 
     /// Makes a value.
     public init(
@@ -23,7 +25,8 @@ public struct TransportInfo: Sendable, Hashable {
         tlsVersion: String? = nil,
         tlsCipher: String? = nil,
         alpnProtocol: String? = nil,
-        peerCertificateSubject: String? = nil
+        peerCertificateSubject: String? = nil,
+        peerCredentials: PeerCredentials? = nil
     ) {
         self.peerAddress = peerAddress
         self.localAddress = localAddress
@@ -31,10 +34,12 @@ public struct TransportInfo: Sendable, Hashable {
         self.tlsCipher = tlsCipher
         self.alpnProtocol = alpnProtocol
         self.peerCertificateSubject = peerCertificateSubject
+        self.peerCredentials = peerCredentials
     }
 
     /// The asyncio key lookup: `"peername"` and `"sockname"`, and on TLS transports `"ssl_version"`,
-    /// `"cipher"`, `"alpn_protocol"` and `"peercert"` (the subject); `default` for anything else (TR-1).
+    /// `"cipher"`, `"alpn_protocol"` and `"peercert"` (the subject), on unix stream sockets `"peercred"`
+    /// (a ``PeerCredentials``); `default` for anything else (TR-1).
     public func value(forKey key: String, default defaultValue: (any Sendable)? = nil) -> (any Sendable)? {
         switch key {
         case "peername": return self.peerAddress ?? defaultValue
@@ -43,6 +48,7 @@ public struct TransportInfo: Sendable, Hashable {
         case "cipher": return self.tlsCipher ?? defaultValue
         case "alpn_protocol": return self.alpnProtocol ?? defaultValue
         case "peercert": return self.peerCertificateSubject ?? defaultValue
+        case "peercred": return self.peerCredentials ?? defaultValue
         default: return defaultValue
         }
     }

@@ -19,7 +19,9 @@ public struct TulipdCommand: ParsableCommand {
         commandName: "tulipd",
         abstract: "Serve protocol plugins on the TCP and unix listeners a JSON config declares.",
         discussion: "Exit codes: 0 clean stop, 78 configuration error, 1 any other start-up failure.",
-        subcommands: [Run.self, Check.self, Plugins.self],
+        subcommands: [
+            Run.self, Check.self, Plugins.self, Status.self, Connections.self, Reload.self, Drain.self, Resume.self,
+        ],
         defaultSubcommand: Run.self
     )
 

@@ -363,4 +363,39 @@ struct StreamTransportTests {
         #expect(local?.port == port)
         #expect(unknown == "dflt")  // TR-1
     }
+
+    @Test func unixPeersCarryTheirCredentials() async throws {
+        let path = "/tmp/tulip-peercred-\(getpid()).sock"
+        let (credentials, tcpCredentials) = try await withLoop { loop in
+            try loop.runUntilComplete {
+                let made = Made()
+                let server = try await loop.createUnixServer(path: path) {
+                    let p = RecordingProtocol()
+                    made.add(p)
+                    return p
+                }
+                let client = try await loop.runInExecutor { try BlockingClient(path: path) }
+                try await eventually(loop) { made.first?.transport != nil }
+                let credentials = made.first!.transport!.extraInfo("peercred") as? PeerCredentials
+                client.close()
+                server.close()
+                let tcpMade = Made()
+                let tcp = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                    let p = RecordingProtocol()
+                    tcpMade.add(p)
+                    return p
+                }
+                let port = Self.port(tcp)
+                let tcpClient = try await loop.runInExecutor { try BlockingClient(port: port) }
+                try await eventually(loop) { tcpMade.first?.transport != nil }
+                let tcpCredentials = tcpMade.first!.transport!.extraInfo.peerCredentials
+                tcpClient.close()
+                tcp.close()
+                return (credentials, tcpCredentials)
+            }
+        }
+        // The client is this process.
+        #expect(credentials == PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid()))
+        #expect(tcpCredentials == nil)
+    }
 }

@@ -97,6 +97,19 @@ private struct SchemaReader {
             shutdown.gracePeriod = shutdownReader.seconds("grace_seconds", allowsZero: true) ?? shutdown.gracePeriod
             shutdownReader.reportUnknownKeys()
         }
+        var admin: AdminConfiguration?
+        if var adminReader = reader.object("admin") {
+            admin = self.admin(from: &adminReader)
+            adminReader.reportUnknownKeys()
+        }
+        var metrics: MetricsConfiguration?
+        if var metricsReader = reader.object("metrics") {
+            if var tcpReader = metricsReader.object("tcp", required: true) {
+                metrics = self.metrics(from: &tcpReader)
+                tcpReader.reportUnknownKeys()
+            }
+            metricsReader.reportUnknownKeys()
+        }
         var limits = LimitsConfiguration()
         if var limitsReader = reader.object("limits") {
             limits = self.limits(from: &limitsReader)
@@ -104,7 +117,30 @@ private struct SchemaReader {
         }
         let listeners = self.listeners(from: &reader, defaultLimits: limits)
         reader.reportUnknownKeys()
-        return listeners.map { DaemonConfiguration(log: log, shutdown: shutdown, limits: limits, listeners: $0) }
+        return listeners.map {
+            DaemonConfiguration(
+                log: log,
+                shutdown: shutdown,
+                limits: limits,
+                listeners: $0,
+                admin: admin,
+                metrics: metrics
+            )
+        }
+    }
+
+    private func admin(from reader: inout ConfigurationObjectReader) -> AdminConfiguration? {
+        let path = reader.string("path", required: true, problem: Self.socketPathProblem)
+        let mode = self.mode(from: &reader)
+        guard let path else { return nil }
+        return AdminConfiguration(path: path, mode: mode ?? 0o600)
+    }
+
+    private func metrics(from reader: inout ConfigurationObjectReader) -> MetricsConfiguration? {
+        let host = reader.string("host", problem: Self.pathProblem)
+        let port = reader.integer("port", in: 0...65535, required: true)
+        guard let port else { return nil }
+        return MetricsConfiguration(host: host ?? "127.0.0.1", port: port)
     }
 
     private func log(from reader: inout ConfigurationObjectReader) -> LogConfiguration {

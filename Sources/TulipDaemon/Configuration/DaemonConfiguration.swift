@@ -15,18 +15,26 @@ public struct DaemonConfiguration: Sendable, Hashable {
     public var limits: LimitsConfiguration
     /// The listeners (`listeners`), in file order; at least one, with unique names.
     public var listeners: [ListenerConfiguration]
+    /// The admin socket (`admin`), if the daemon serves one.
+    public var admin: AdminConfiguration?
+    /// The Prometheus endpoint (`metrics`), if the daemon serves one.
+    public var metrics: MetricsConfiguration?
 
     /// Makes a configuration; the defaults are the configuration file's.
     public init(
         log: LogConfiguration = LogConfiguration(),
         shutdown: ShutdownConfiguration = ShutdownConfiguration(),
         limits: LimitsConfiguration = LimitsConfiguration(),
-        listeners: [ListenerConfiguration]
+        listeners: [ListenerConfiguration],
+        admin: AdminConfiguration? = nil,
+        metrics: MetricsConfiguration? = nil
     ) {
         self.log = log
         self.shutdown = shutdown
         self.limits = limits
         self.listeners = listeners
+        self.admin = admin
+        self.metrics = metrics
     }
 
     /// The listener with the given name, such as the `FileDescriptorName=` of a socket systemd passed.

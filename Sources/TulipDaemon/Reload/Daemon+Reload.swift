@@ -30,10 +30,28 @@ extension Daemon {
             self.state = .reloading
             self.systemd.notifier.reloading()
             _ = try? self.loop.createTask { [self] in
-                await self.reload(with: loadPlan)
+                _ = await self.reload(with: loadPlan)
                 self.endReload()
             }
         }
+    }
+
+    /// A reload asked for on the admin socket: like SIGHUP, but the caller waits for the outcome.
+    /// - Throws: ``AdminError`` when the daemon is not serving, is already reloading, cannot
+    ///   reload, or the new configuration was not applied (with the reasons).
+    func reloadForOperator() async throws(AdminError) -> ReloadOutcome {
+        switch self.state {
+        case .serving: break
+        case .reloading: throw AdminError("a reload is already in progress")
+        case .created: throw AdminError("tulipd is still starting")
+        case .draining, .aborting, .stopped: throw AdminError("tulipd is stopping")
+        }
+        guard let loadPlan = self.loadPlan else { throw AdminError("this daemon was started without a way to reload") }
+        self.state = .reloading
+        self.systemd.notifier.reloading()
+        let result = await self.reload(with: loadPlan)
+        self.endReload()
+        return try result.get()
     }
 
     private func endReload() {
@@ -49,7 +67,7 @@ extension Daemon {
         }
     }
 
-    private func reload(with loadPlan: @escaping PlanLoader) async {
+    private func reload(with loadPlan: @escaping PlanLoader) async -> Result<ReloadOutcome, AdminError> {
         let next = self.generation + 1
         var nextLogger = self.logger
         nextLogger[metadataKey: "config_generation"] = "\(next)"
@@ -58,8 +76,7 @@ extension Daemon {
         do {
             plan = try await self.loop.runInExecutor { try loadPlan(candidate) }
         } catch {
-            self.reloadFailed(Self.reasons(error))
-            return
+            return .failure(self.reloadFailed(Self.reasons(error)))
         }
         let diff = ConfigurationDiff(old: self.plan.configuration.listeners, new: plan.configuration.listeners)
         let current = Dictionary(self.listeners.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -95,8 +112,7 @@ extension Daemon {
                 // hit a descriptor number reused meanwhile. (Adopting a duplicate of a socket that
                 // serves right now does not fail in practice.)
                 self.discard(started, handedOver: handedOver)
-                self.reloadFailed(Self.reasons(error))
-                return
+                return .failure(self.reloadFailed(Self.reasons(error)))
             }
         }
         // Everything bound: only now do the new servers accept, so a failed reload never drops
@@ -105,10 +121,18 @@ extension Daemon {
             for listener in started.values { try await listener.startServing() }
         } catch {
             self.discard(started, handedOver: handedOver)
-            self.reloadFailed(Self.reasons(error))
-            return
+            return .failure(self.reloadFailed(Self.reasons(error)))
         }
         self.commit(plan, diff: diff, started: started, handedOver: handedOver, current: current)
+        return .success(
+            ReloadOutcome(
+                generation: self.generation,
+                added: diff.added,
+                removed: diff.removed,
+                changed: diff.changed,
+                unchanged: diff.unchanged
+            )
+        )
     }
 
     private func commit(
@@ -119,7 +143,10 @@ extension Daemon {
         current: [String: RunningListener]
     ) {
         let previousLog = self.plan.configuration.log
+        let previousOperations = (self.plan.configuration.admin, self.plan.configuration.metrics)
         self.generation += 1
+        self.operations.reloadsTotal += 1
+        self.operations.drainedByOperator.formIntersection(diff.unchanged)
         self.plan = plan
         self.logger[metadataKey: "config_generation"] = "\(self.generation)"
         var next: [RunningListener] = []
@@ -166,6 +193,9 @@ extension Daemon {
         if plan.configuration.log != previousLog {
             self.logger.notice("the log settings changed; they take effect when tulipd restarts")
         }
+        if previousOperations != (plan.configuration.admin, plan.configuration.metrics) {
+            self.logger.notice("the admin or metrics settings changed; they take effect when tulipd restarts")
+        }
     }
 
     /// Closes the listeners a failed reload started; sockets handed over stay with their owners.
@@ -195,10 +225,14 @@ extension Daemon {
         }
     }
 
-    private func reloadFailed(_ reasons: [String]) {
+    private func reloadFailed(_ reasons: [String]) -> AdminError {
+        self.operations.reloadFailuresTotal += 1
         self.logger.error(
             "reload failed; keeping configuration generation \(self.generation)",
             metadata: ["errors": "\(reasons.joined(separator: "; "))"]
+        )
+        return AdminError(
+            "reload failed; keeping configuration generation \(self.generation): \(reasons.joined(separator: "; "))"
         )
     }
 

@@ -11,6 +11,13 @@ final class ConnectionLogger: ConnectionObserver {
     private let logger: Logger
     private(set) var openConnections = 0
     private(set) var acceptedTotal: UInt64 = 0
+    /// The open connections, by connection id: for `connections` and the byte totals.
+    private(set) var open: [UInt64: ChannelTransport] = [:]
+    /// Bytes of the connections that have closed.
+    private var closedBytesIn: UInt64 = 0
+    private var closedBytesOut: UInt64 = 0
+    /// TLS clients closed before their handshake finished.
+    private(set) var handshakeFailuresTotal: UInt64 = 0
     /// Called on the loop thread whenever the open-connection count changes.
     var onChange: (() -> Void)?
     /// Pauses at the connection limit and refusals, rate-limited; `nil` when nothing is limited.
@@ -24,6 +31,7 @@ final class ConnectionLogger: ConnectionObserver {
     func connectionOpened(_ transport: ChannelTransport) {
         self.openConnections += 1
         self.acceptedTotal += 1
+        self.open[transport.connectionID] = transport
         if self.logger.logLevel <= .debug {
             self.logger.debug("connection opened", metadata: self.metadata(transport))
         }
@@ -32,6 +40,9 @@ final class ConnectionLogger: ConnectionObserver {
 
     func connectionClosed(_ transport: ChannelTransport, error: (any Error)?) {
         self.openConnections -= 1
+        self.open.removeValue(forKey: transport.connectionID)
+        self.closedBytesIn &+= transport.bytesReceived
+        self.closedBytesOut &+= transport.bytesSent
         var metadata = self.metadata(transport)
         metadata["bytes_in"] = "\(transport.bytesReceived)"
         metadata["bytes_out"] = "\(transport.bytesSent)"
@@ -46,6 +57,7 @@ final class ConnectionLogger: ConnectionObserver {
     ///
     /// A peer that leaves before saying anything (a port probe) is only worth `debug`.
     func handshakeFailed(peer: SocketAddress?, error: any Error) {
+        self.handshakeFailuresTotal += 1
         let metadata: Logger.Metadata = ["peer": "\(Self.describe(peer))", "error": "\(error)"]
         if error is TLSHandshakeEOFError {
             self.logger.debug("TLS handshake failed", metadata: metadata)
@@ -70,6 +82,12 @@ final class ConnectionLogger: ConnectionObserver {
     func failed(listener: String, error: any Error) {
         self.logger.error("listener stopped", metadata: ["error": "\(error)"])
     }
+
+    /// Bytes received over every connection so far, open ones included.
+    var bytesReceivedTotal: UInt64 { self.open.values.reduce(self.closedBytesIn) { $0 &+ $1.bytesReceived } }
+
+    /// Bytes sent over every connection so far, open ones included.
+    var bytesSentTotal: UInt64 { self.open.values.reduce(self.closedBytesOut) { $0 &+ $1.bytesSent } }
 
     private func metadata(_ transport: ChannelTransport) -> Logger.Metadata {
         [

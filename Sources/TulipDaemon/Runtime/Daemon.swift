@@ -68,6 +68,8 @@ public final class Daemon: @unchecked Sendable {
     var watchdogTimer: Handle?
     var drainTimer: Handle?
     var drainOpenConnections = 0
+    /// The admin socket, metrics and their counters.
+    var operations = DaemonOperations()
 
     /// How often a drain checks its progress, and how much more stop time it asks systemd for
     /// (`EXTEND_TIMEOUT_USEC`) when connections closed since the last check.
@@ -127,7 +129,9 @@ public final class Daemon: @unchecked Sendable {
                 let adopted: AdoptedSockets = sockets.isEmpty ? .none : .passed(sockets)
                 self.listeners.append(try await starter.start(listener, generation: 1, sockets: adopted))
             }
+            try await self.startOperations()
         } catch {
+            self.stopOperations()
             for listener in self.listeners { listener.discard() }
             self.listeners = []
             passed.closeRemaining()
@@ -244,6 +248,7 @@ public final class Daemon: @unchecked Sendable {
         guard self.state != .stopped else { return }
         self.state = .stopped
         self.cancelSystemdTimers()
+        self.stopOperations()
         self.stopped?.resume()
         self.stopped = nil
     }

@@ -16,6 +16,10 @@ final class DatagramEndpointGroup {
     private let logger: Logger
     private var open: [ObjectIdentifier: DatagramTransport] = [:]
     private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Totals of the endpoints that have closed.
+    private var closedDatagramsIn: UInt64 = 0
+    private var closedBytesIn: UInt64 = 0
+    private var closedBytesOut: UInt64 = 0
 
     init(logger: Logger) {
         self.logger = logger
@@ -38,6 +42,9 @@ final class DatagramEndpointGroup {
 
     func closed(_ transport: DatagramTransport, error: (any Error)?) {
         guard self.open.removeValue(forKey: ObjectIdentifier(transport)) != nil else { return }
+        self.closedDatagramsIn &+= transport.datagramsReceived
+        self.closedBytesIn &+= transport.bytesReceived
+        self.closedBytesOut &+= transport.bytesSent
         var metadata: Logger.Metadata = [
             "address": "\(ConnectionLogger.describe(transport.extraInfo.localAddress))",
             "datagrams_in": "\(transport.datagramsReceived)",
@@ -54,6 +61,17 @@ final class DatagramEndpointGroup {
             for waiter in waiters { waiter.resume() }
         }
     }
+
+    /// Datagrams received by every endpoint so far, open ones included.
+    var datagramsReceivedTotal: UInt64 {
+        self.open.values.reduce(self.closedDatagramsIn) { $0 &+ $1.datagramsReceived }
+    }
+
+    /// Bytes received by every endpoint so far, open ones included.
+    var bytesReceivedTotal: UInt64 { self.open.values.reduce(self.closedBytesIn) { $0 &+ $1.bytesReceived } }
+
+    /// Bytes sent by every endpoint so far, open ones included.
+    var bytesSentTotal: UInt64 { self.open.values.reduce(self.closedBytesOut) { $0 &+ $1.bytesSent } }
 
     func closeAll() {
         for transport in self.open.values { transport.close() }

@@ -276,7 +276,7 @@ struct ListenerStarter {
     }
 
     /// What a server actually bound (ports chosen by the kernel included).
-    private static func boundAddress(_ server: any ServingListener) -> String? {
+    static func boundAddress(_ server: any ServingListener) -> String? {
         if let pipe = server as? PipeListener { return pipe.address }
         let bound = (server as? Server)?.sockets.map { ConnectionLogger.describe($0.localAddress) } ?? []
         return bound.isEmpty ? nil : bound.joined(separator: ", ")

@@ -57,6 +57,24 @@ final class RunningListener {
     /// The listener's `name`.
     var name: String { self.plan.configuration.name }
 
+    /// Where it listens: the bound addresses, or the configured endpoint.
+    var address: String {
+        self.server.flatMap(ListenerStarter.boundAddress) ?? self.plan.configuration.endpoint.addressDescription
+    }
+
+    /// An operator's `drain`: stops accepting (connections wait in the backlog) and asks every
+    /// connection to finish; ``resumeForOperator()`` accepts again.
+    func pauseForOperator() {
+        guard let server = self.server as? Server else { return }
+        server.pauseAccepting()
+        server.requestClientShutdown()
+    }
+
+    /// An operator's `resume`: accepts again.
+    func resumeForOperator() {
+        (self.server as? Server)?.resumeAccepting()
+    }
+
     /// Open connections (stream listeners and pipes).
     var openConnections: Int { self.observer.openConnections }
 
