@@ -107,6 +107,38 @@ struct ServerLimitsTests {
         #expect(observer.events.prefix(3) == ["paused 2", "resumed 1", "paused 2"])
     }
 
+    @Test func pauseAcceptingHoldsNewConnectionsInTheBacklogUntilResumed() async throws {
+        let observer = LimitObserver()
+        let outcome = try await withLoop { loop in
+            try loop.runUntilComplete { () async throws -> [String] in
+                let (server, port) = try await Self.echoServer(on: loop, observer: observer, limits: .unlimited)
+                let open = try await loop.runInExecutor { try BlockingClient(port: port) }
+                server.pauseAccepting()
+                var notes = ["\(server.statistics.state)"]
+                let (waiting, early, stillServed) = try await loop.runInExecutor {
+                    () -> (BlockingClient, [UInt8], [UInt8]) in
+                    let waiting = try BlockingClient(port: port)
+                    waiting.send("w")
+                    open.send("o")
+                    return (waiting, receive(waiting, count: 1, within: 300), open.receive(count: 1))
+                }
+                notes.append("early=\(early.count) open=\(String(decoding: stillServed, as: UTF8.self))")
+                server.resumeAccepting()
+                notes.append("\(server.statistics.state)")
+                let late = try await loop.runInExecutor { waiting.receive(count: 1) }
+                notes.append("late=\(String(decoding: late, as: UTF8.self)) accepted=\(server.statistics.acceptedTotal)")
+                _ = try await loop.runInExecutor {
+                    open.close()
+                    waiting.close()
+                }
+                server.close()
+                await server.waitClosed()
+                return notes
+            }
+        }
+        #expect(outcome == ["paused", "early=0 open=o", "serving", "late=w accepted=2"])
+    }
+
     @Test func aSourceOverItsCapIsClosedAtOnceAndCounted() async throws {
         let observer = LimitObserver()
         let (first, second, statistics) = try await withLoop { loop in

@@ -71,7 +71,8 @@ def machine(deb):
         yield container
 
 
-@pytest.mark.deadline(120)
+# The deadline covers the module's fixtures too: a release build from scratch takes minutes.
+@pytest.mark.deadline(1800)
 def test_install_start_status_and_remove(machine, deb):
     installed = machine.run("dpkg", "-i", f"/opt/deb/{deb.name}", timeout=120)
     assert "Setting up tulipd" in installed.stdout, installed.stdout
