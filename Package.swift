@@ -72,7 +72,7 @@ let package = Package(
         ),
         .target(
             name: "TulipPlugins",
-            dependencies: ["Tulip", "TulipDaemon", nioCore, logging]
+            dependencies: ["Tulip", "TulipDaemon", "TulipTLS", nioCore, logging]
         ),
         .executableTarget(
             name: "tulipd",

@@ -209,6 +209,15 @@ public final class Server: @unchecked Sendable {
             self.clients.removeValue(forKey: ObjectIdentifier(transport))
             self.checkDrained()
         }
+        // startTLS: the upgraded transport is the same client; a failed upgrade ended it.
+        transport.onReplaced = { [self] transport, replacement in
+            self.clients.removeValue(forKey: ObjectIdentifier(transport))
+            if let replacement {
+                self.track(replacement)
+            } else {
+                self.checkDrained()
+            }
+        }
     }
 
     /// Serves until cancelled or closed (SV-8): on cancellation it closes the server, waits for
