@@ -363,11 +363,16 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.state = .closing
         self.closePromise = promise ?? context.eventLoop.makePromise()
         _ = self.connection?.shutdown()
-        let output = self.connection?.takeOutput(allocator: context.channel.allocator)
-        if let output { context.write(Self.wrapOutboundOut(output), promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        if let output = self.connection?.takeOutput(allocator: context.channel.allocator) {
+            context.write(Self.wrapOutboundOut(output), promise: written)
+        } else {
+            written.succeed(())
+        }
         context.flush()
         if self.inputClosedFired {
-            self.finishClose(context: context)
+            // NIO drops unwritten data on close: let the alert reach the kernel first.
+            written.futureResult.assumeIsolated().whenComplete { _ in self.finishClose(context: context) }
             return
         }
         let timeout = self.shutdownTimeout
