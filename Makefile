@@ -2,7 +2,7 @@
 SWIFT        ?= swift
 CONFIG       ?= config/tulipd.json
 PYTHON       ?= python3
-APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat systemd openssl
+APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat systemd openssl sslscan
 TULIPD       := .build/debug/tulipd
 
 .PHONY: run test build deps lint bench clean
