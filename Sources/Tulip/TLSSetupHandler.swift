@@ -20,8 +20,10 @@ final class TLSSetupHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var failure: (any Error)?
     private var channel: (any Channel)?
 
-    /// - Parameter makeHandler: makes the handler of the TLS transport, on the loop, once the
-    ///   handshake has finished.
+    /// - Parameters:
+    ///   - promise: settled once, on the loop.
+    ///   - makeHandler: makes the handler of the TLS transport, on the loop, once the handshake
+    ///     has finished.
     init(
         promise: EventLoopPromise<NIOLoopBound<ChannelTransport>>,
         makeHandler: @escaping (TLSConnectionInfo) throws -> ProtocolChannelHandler

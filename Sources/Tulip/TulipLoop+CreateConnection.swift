@@ -137,7 +137,9 @@ extension TulipLoop {
                 guard let ssl = options.ssl else {
                     let handler = ProtocolChannelHandler(loop: self, protocol: protocolObject)
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    return self.eventLoop.makeSucceededFuture(NIOLoopBound(handler.transport, eventLoop: self.eventLoop))
+                    return self.eventLoop.makeSucceededFuture(
+                        NIOLoopBound(handler.transport, eventLoop: self.eventLoop)
+                    )
                 }
                 return try self.addTLS(ssl, to: channel, options: options, protocol: protocolObject)
             } catch {

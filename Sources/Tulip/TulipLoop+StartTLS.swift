@@ -22,7 +22,7 @@ extension TulipLoop {
     ///
     /// - Parameters:
     ///   - transport: a TCP or unix stream transport, possibly TLS already (TLS over TLS, TLS-2).
-    ///   - protocol: the protocol object of the upgraded connection (usually the current one).
+    ///   - protocolObject: the protocol object of the upgraded connection (usually the current one).
     ///   - context: a server context with `serverSide`, a client context without.
     ///   - serverSide: whether this end accepts the handshake.
     ///   - serverHostname: the name (or IP address) the server's certificate must carry, also sent

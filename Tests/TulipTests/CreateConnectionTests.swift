@@ -34,8 +34,11 @@ struct CreateConnectionTests {
                 }
                 let port = server.sockets[0].localAddress.port!
                 // "localhost" may resolve to ::1 first, where nothing listens: the next address is tried.
-                let (transport, made) = try await loop.createConnection(host: "localhost", port: port, ssl: clientContext)
-                {
+                let (transport, made) = try await loop.createConnection(
+                    host: "localhost",
+                    port: port,
+                    ssl: clientContext
+                ) {
                     RecordingProtocol()
                 }
                 let client = made as! RecordingProtocol

@@ -259,7 +259,12 @@ struct StartTLSTests {
         let context = try OpenSSLContext.client(trustRoots: fixture.ca)
         let (closed, aborted) = try await withLoop { loop in
             try loop.runUntilComplete { () -> (String, String) in
-                let closing = try await Self.upgrade(loop, port: port, context: context, shutdownTimeout: .milliseconds(300))
+                let closing = try await Self.upgrade(
+                    loop,
+                    port: port,
+                    context: context,
+                    shutdownTimeout: .milliseconds(300)
+                )
                 let aborting = try await Self.upgrade(loop, port: port, context: context)
                 closing.new.close()
                 aborting.new.abort()

@@ -254,4 +254,3 @@ final class PeerProcess: @unchecked Sendable {
         if self.process.isRunning { self.process.terminate() }
     }
 }
-
