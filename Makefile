@@ -40,11 +40,12 @@ lint:
 	$(SWIFT) format lint --strict --parallel --recursive Sources Tests Package.swift
 
 ## Allocation gate (mallocs per echoed message), then echo throughput and CPU per message:
-## tulipd vs raw SwiftNIO, asyncio and uvloop.
+## tulipd vs raw SwiftNIO, asyncio and uvloop; then TLS handshakes and TLS echo vs asyncio/uvloop + ssl.
 bench:
 	Benchmarks/scripts/check-allocations.sh
 	Benchmarks/scripts/bench-echo.sh
 	Benchmarks/scripts/bench-udp.sh && Benchmarks/scripts/bench-files.sh --skip-build
+	Benchmarks/scripts/bench-tls.sh --skip-build
 
 clean:
 	rm -rf .build Benchmarks/.build
