@@ -131,8 +131,11 @@ PY
 
 if ! "$PYTHON" -c 'import uvloop' 2>/dev/null; then
     log "installing uvloop with pip (the load client runs on it)"
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check uvloop >"$TMP/pip.log" 2>&1 \
-        && "$PYTHON" -c 'import uvloop' 2>/dev/null || { tail -n 5 "$TMP/pip.log" >&2; die "pip install uvloop failed"; }
+    if ! "$PYTHON" -m pip install --quiet --disable-pip-version-check uvloop >"$TMP/pip.log" 2>&1 \
+        || ! "$PYTHON" -c 'import uvloop' 2>/dev/null; then
+        tail -n 5 "$TMP/pip.log" >&2
+        die "pip install uvloop failed"
+    fi
 fi
 
 if [[ " ${SERVERS[*]} " == *" tulipd "* ]]; then
