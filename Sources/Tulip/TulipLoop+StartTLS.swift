@@ -4,7 +4,10 @@ import TulipTLS
 extension TulipLoop {
     /// Upgrades a plaintext stream connection to TLS (asyncio's `loop.start_tls`, ASYNCIO-SPEC §19).
     ///
-    /// Call it on this loop, from a task (``createTask(_:)``). Before its first suspension it
+    /// Call it on this loop, from a task (``createTask(_:)``); it runs on the caller's executor
+    /// (`nonisolated(nonsending)`), so no executor hop separates its return from the caller's next
+    /// statement, and the caller has the new transport before any data is delivered to it. Before
+    /// its first suspension it
     /// pauses reading on `transport` (TLS-4), flushes what was written to it (those bytes go out
     /// first, in plaintext: TLS-5), takes its handler out of the pipeline and puts an
     /// ``OpenSSLHandler`` in; bytes `transport` had read but not delivered are fed to TLS as the
@@ -36,7 +39,7 @@ extension TulipLoop {
     ///   for a closed or closing transport (TLS-8); ``OpenSSLError`` when OpenSSL refuses the
     ///   handshake (a bad certificate, a host name mismatch), ``TLSHandshakeTimeoutError``,
     ///   ``TLSHandshakeEOFError`` when the peer leaves, `CancellationError` (TLS-7).
-    public func startTLS(
+    nonisolated(nonsending) public func startTLS(
         transport: ChannelTransport,
         protocol protocolObject: any StreamProtocol,
         context: OpenSSLContext,

@@ -186,6 +186,7 @@ struct StartTLSTests {
         var plaintext: [String] = []
         var decrypted: [String] = []
         var connectionMadeCount = 0
+        var upgraded = false
 
         init(context: OpenSSLContext) { self.context = context }
 
@@ -197,7 +198,7 @@ struct StartTLSTests {
         func dataReceived(_ data: ByteBuffer) throws {
             guard let transport = self.transport else { return }
             let text = String(decoding: data.readableBytesView, as: UTF8.self)
-            if transport.extraInfo("ssl_version") != nil {
+            if self.upgraded {
                 self.decrypted.append(text)
                 try transport.write(data)
                 return
@@ -218,6 +219,7 @@ struct StartTLSTests {
                     context: me.context,
                     serverSide: true
                 )
+                me.upgraded = true
             }
         }
     }
@@ -248,6 +250,51 @@ struct StartTLSTests {
         #expect(server.plaintext == ["plain\n", "STARTTLS\r\n"])
         #expect(server.decrypted.joined() == "secret")
         #expect(server.connectionMadeCount == 1)
+    }
+
+    @Test func tls2Tls15ATLSTransportCanBeUpgradedAgain() async throws {
+        let fixture = try TLSFixture()
+        defer { fixture.remove() }
+        let serverContext = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let clientContext = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let made = NIOLockedValueBox<UpgradingEcho?>(nil)
+        let (received, version) = try await withLoop { loop in
+            try loop.runUntilComplete { () -> (String, String?) in
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0, ssl: serverContext) {
+                    let p = UpgradingEcho(context: serverContext)
+                    made.withLockedValue { $0 = p }
+                    return p
+                }
+                let (outer, protocolObject) = try await loop.createConnection(
+                    host: "127.0.0.1",
+                    port: server.sockets[0].localAddress.port!,
+                    ssl: clientContext,
+                    serverHostname: "localhost"
+                ) { RecordingProtocol() }
+                let client = protocolObject as! RecordingProtocol
+                try outer.write(string: "STARTTLS\r\n")
+                try await eventually(loop) { client.received.count == 4 }
+                let inner = try await loop.startTLS(
+                    transport: outer,
+                    protocol: client,
+                    context: clientContext,
+                    serverHostname: "localhost"
+                )
+                try inner.write(string: "inner")
+                try await eventually(loop) { client.received.count == 9 }
+                let version = inner.extraInfo("ssl_version") as? String
+                inner.close()
+                try await eventually(loop) { client.events.last == "lost" }
+                server.close()
+                await server.waitClosed()
+                return (Self.text(client.received), version)
+            }
+        }
+        #expect(received == "OK\r\ninner")
+        #expect(version == "TLSv1.3")
+        let server = try #require(made.withLockedValue { $0 })
+        #expect(server.plaintext == ["STARTTLS\r\n"])  // inside the outer TLS
+        #expect(server.decrypted == ["inner"])
     }
 
     @Test func tls9CloseTimesOutOnAPeerThatNeverAnswersAndAbortDoesNotWait() async throws {
