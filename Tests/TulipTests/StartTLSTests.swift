@@ -310,7 +310,7 @@ struct StartTLSTests {
                     loop,
                     port: port,
                     context: context,
-                    shutdownTimeout: .milliseconds(300)
+                    shutdownTimeout: .seconds(1)
                 )
                 let aborting = try await Self.upgrade(loop, port: port, context: context)
                 closing.new.close()
