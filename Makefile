@@ -3,7 +3,7 @@ SWIFT        ?= swift
 CONFIG       ?= config/tulipd.json
 PYTHON       ?= python3
 APT_PACKAGES := pkg-config libssl-dev libsystemd-dev socat systemd systemd-container binutils openssl \
-                dpkg-dev lintian
+                sslscan dpkg-dev lintian
 TULIPD       := .build/debug/tulipd
 
 .PHONY: run test build deps lint bench deb clean
@@ -40,17 +40,19 @@ test: deps
 lint:
 	$(SWIFT) format lint --strict --parallel --recursive Sources Tests Package.swift
 
-## Allocation gate (mallocs per echoed message), then echo throughput and CPU per message:
-## tulipd vs raw SwiftNIO, asyncio and uvloop.
 ## tulipd_<version>_<arch>.deb in .build-deb/ (release build, lintian-checked).
 deb: deps
 	packaging/build-deb.sh
 
+## Allocation gate (mallocs per echoed message), then echo throughput and CPU per message:
+## tulipd vs raw SwiftNIO, asyncio and uvloop; TLS handshakes and TLS echo vs asyncio/uvloop + ssl;
+## one tulipd against two reuse_port instances.
 bench:
 	Benchmarks/scripts/check-allocations.sh
 	Benchmarks/scripts/bench-echo.sh
 	Benchmarks/scripts/bench-udp.sh && Benchmarks/scripts/bench-files.sh --skip-build
+	Benchmarks/scripts/bench-tls.sh --skip-build
 	Benchmarks/scripts/bench-scale.sh --skip-build
 
 clean:
-	rm -rf .build Benchmarks/.build
+	rm -rf .build Benchmarks/.build .build-deb

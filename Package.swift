@@ -80,7 +80,7 @@ let package = Package(
         ),
         .target(
             name: "TulipPlugins",
-            dependencies: ["Tulip", "TulipDaemon", nioCore, logging]
+            dependencies: ["Tulip", "TulipDaemon", "TulipTLS", nioCore, logging]
         ),
         .target(
             name: "TulipdCLI",

@@ -4,13 +4,16 @@
 The textbook shape: an ``asyncio.Protocol`` whose ``data_received`` calls ``transport.write(data)``.
 With ``--uvloop`` the same code runs on uvloop's loop. Listens on ``--tcp HOST:PORT`` and/or
 ``--unix PATH`` (backlog 256; asyncio and uvloop set TCP_NODELAY on accepted TCP sockets themselves),
-prints ``ready`` on stdout once bound, and runs until SIGTERM or SIGINT.
+prints ``ready`` on stdout once bound, and runs until SIGTERM or SIGINT. With ``--certfile`` and
+``--keyfile`` it serves TLS (``ssl.SSLContext(PROTOCOL_TLS_SERVER)``, asyncio's own TLS layer),
+the yardstick of bench-tls.sh.
 """
 
 import argparse
 import asyncio
 import os
 import signal
+import ssl
 import stat
 import sys
 
@@ -46,13 +49,19 @@ def remove_stale_socket(path):
 
 async def serve(args):
     loop = asyncio.get_running_loop()
+    tls = None
+    if args.certfile:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.certfile, args.keyfile)
     servers = []
     if args.tcp:
         host, port = args.tcp
-        servers.append(await loop.create_server(EchoProtocol, host, port, backlog=256, reuse_address=True))
+        servers.append(
+            await loop.create_server(EchoProtocol, host, port, backlog=256, reuse_address=True, ssl=tls)
+        )
     if args.unix:
         remove_stale_socket(args.unix)
-        servers.append(await loop.create_unix_server(EchoProtocol, args.unix, backlog=256))
+        servers.append(await loop.create_unix_server(EchoProtocol, args.unix, backlog=256, ssl=tls))
 
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -71,7 +80,11 @@ def main():
     parser.add_argument("--tcp", type=parse_host_port, metavar="HOST:PORT", help="listen on TCP HOST:PORT")
     parser.add_argument("--unix", metavar="PATH", help="listen on this unix socket path")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's own loop")
+    parser.add_argument("--certfile", help="serve TLS with this PEM certificate chain (needs --keyfile)")
+    parser.add_argument("--keyfile", help="the PEM private key of --certfile")
     args = parser.parse_args()
+    if bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
     if not args.tcp and not args.unix:
         parser.error("give --tcp HOST:PORT and/or --unix PATH")
 

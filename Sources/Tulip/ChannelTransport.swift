@@ -81,6 +81,13 @@ public final class ChannelTransport {
     var supportsNativeSendfile = true
     /// What the TLS handshake negotiated, for TLS transports; set before attaching.
     var tlsInfo: TLSConnectionInfo?
+    /// Set on the transport `startTLS` makes: its protocol already had `connectionMade` from the
+    /// transport it replaces (TLS-6), so attaching announces nothing and reading waits for
+    /// ``startReadingAfterUpgrade()``.
+    var continuesConnection = false
+    /// Told when `startTLS` hands this transport's connection to a new transport (or, with `nil`,
+    /// when the upgrade failed and the connection is gone): a server re-tracks its clients.
+    var onReplaced: ((ChannelTransport, ChannelTransport?) -> Void)?
     /// Which kind of `sendfile` transfer is in progress, if any.
     var sendfileMode = SendfileMode.none
     /// What a fallback `sendfile` runs once writing resumes (FC-5) or the channel closes.
@@ -106,10 +113,16 @@ public final class ChannelTransport {
     /// Whether writing EOF is supported: true for TCP and unix stream sockets (WT-10).
     public let canWriteEOF: Bool
 
-    init(loop: TulipLoop, protocol protocolObject: any StreamProtocol, connectionID: UInt64, canWriteEOF: Bool = true) {
+    init(
+        loop: TulipLoop,
+        protocol protocolObject: any StreamProtocol,
+        connectionID: UInt64,
+        openedAt: NIODeadline = .now(),
+        canWriteEOF: Bool = true
+    ) {
         self.loop = loop
         self.connectionID = connectionID
-        self.openedAt = .now()
+        self.openedAt = openedAt
         self.extraInfo = TransportInfo()
         self.canWriteEOF = canWriteEOF
         self.setProtocolStorage(protocolObject)
@@ -472,6 +485,8 @@ public final class ChannelTransport {
         self.heldReads.removeAll()
         self.heldEOF = false
         guard !self.channelGone, let context = self.context else { return }
+        // TLS-9: a TLS transport's abort sends no close_notify and does not wait for the peer's.
+        if self.tlsInfo != nil { context.triggerUserOutboundEvent(TLSAbortEvent(), promise: nil) }
         context.close(promise: nil)
     }
 }
@@ -587,6 +602,10 @@ extension ChannelTransport {
         self.applyWaterMarks()
         self.startIdleTimer()
         self.loop.register(self)
+        if self.continuesConnection {
+            _ = self.callbacks.connectionMade()
+            return
+        }
         self.observer?.connectionOpened(self)
         // PR-1: connectionMade is scheduled, and reading is armed only once it has returned.
         self.loop.callSoonInternal { [self] in
@@ -686,6 +705,66 @@ extension ChannelTransport {
         self.protocolObject = nil
         self.bufferedProtocol = nil
         self.context = nil
+    }
+}
+
+// MARK: - start_tls
+
+extension ChannelTransport {
+    /// Gives the connection up to `startTLS` (TLS-4, TLS-5, TLS-6): reading stops, what is queued
+    /// is flushed ahead of the handshake, this transport's handler leaves the pipeline and the
+    /// transport is done (it reports closing and drops writes; its protocol gets no further
+    /// callback from it).
+    ///
+    /// - Returns: the bytes read but not yet delivered (they are the peer's first TLS records),
+    ///   and whether the peer's EOF was among them.
+    func detachForUpgrade() -> (held: [ByteBuffer], eof: Bool) {
+        self.pauseReading()
+        self.flushIfNeeded()
+        let held = Array(self.heldReads)
+        let eof = self.heldEOF
+        self.heldReads.removeAll()
+        self.heldEOF = false
+        self.channelGone = true
+        _ = self.callbacks.connectionLost()
+        self.loop.unregister(self)
+        if let context = self.context {
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        self.context = nil
+        self.protocolObject = nil
+        self.bufferedProtocol = nil
+        return (held, eof)
+    }
+
+    /// Ends the hand-over: `replacement` carries the connection now (the observer keeps counting
+    /// it as the same one), or, when `nil`, the upgrade failed with `error` and the connection is
+    /// closed.
+    func finishUpgrade(replacement: ChannelTransport?, error: (any Error)?) {
+        if let replacement {
+            replacement.observer = self.observer
+        } else {
+            self.observer?.connectionClosed(self, error: error)
+        }
+        self.onReplaced?(self, replacement)
+        self.onReplaced = nil
+        self.onLost = nil
+        self.observer = nil
+    }
+
+    /// The channel, while the transport is attached to it.
+    var channel: (any Channel)? { self.channelGone ? nil : self.context?.channel }
+
+    /// Arms reading on a transport made by `startTLS`, once the caller has it: decrypted bytes
+    /// that arrived during the hand-over are delivered first, in a later iteration.
+    func startReadingAfterUpgrade() {
+        guard self.continuesConnection, !self.readingArmed, !self.channelGone else { return }
+        self.readingArmed = true
+        if !self.heldReads.isEmpty || self.heldEOF {
+            self.scheduleHeldDelivery()
+        } else {
+            self.updateAutoRead()
+        }
     }
 }
 

@@ -31,18 +31,24 @@ public final class ProtocolChannelHandler: ChannelInboundHandler, RemovableChann
 
     /// A handler behind an ``OpenSSLHandler`` whose handshake has finished: no EOF writing, no
     /// native sendfile, and the TLS facts in the extra info.
+    ///
+    /// With `previous` (`startTLS`), the new transport continues that transport's connection: same
+    /// id and opening time, and no second `connectionMade` (TLS-6).
     init(
         loop: TulipLoop,
         protocol protocolObject: any StreamProtocol,
         observer: (any ConnectionObserver)?,
-        tls: TLSConnectionInfo
+        tls: TLSConnectionInfo,
+        continuing previous: ChannelTransport? = nil
     ) {
         self.transport = ChannelTransport(
             loop: loop,
             protocol: protocolObject,
-            connectionID: ConnectionIDs.next(),
+            connectionID: previous?.connectionID ?? ConnectionIDs.next(),
+            openedAt: previous?.openedAt ?? .now(),
             canWriteEOF: false
         )
+        self.transport.continuesConnection = previous != nil
         self.transport.supportsNativeSendfile = false
         self.transport.tlsInfo = tls
         self.transport.observer = observer

@@ -163,8 +163,8 @@ public final class Server: @unchecked Sendable {
         return futures
     }
 
-    private func hop(_ body: @escaping () throws -> [EventLoopFuture<any Channel>]) async throws {
-        let futures = try await self.loop.eventLoop.flatSubmit {
+    private func hop(_ body: @escaping @Sendable () throws -> [EventLoopFuture<any Channel>]) async throws {
+        try await self.loop.eventLoop.flatSubmit {
             do {
                 let futures = try body()
                 return EventLoopFuture.whenAllSucceed(futures, on: self.loop.eventLoop).map { _ in () }
@@ -172,7 +172,6 @@ public final class Server: @unchecked Sendable {
                 return self.loop.eventLoop.makeFailedFuture(error)
             }
         }.get()
-        _ = futures
     }
 
     private func register(_ socket: BoundSocket) -> EventLoopFuture<any Channel> {
@@ -249,6 +248,15 @@ public final class Server: @unchecked Sendable {
         transport.onLost = { [self] transport in
             self.clients.removeValue(forKey: ObjectIdentifier(transport))
             self.checkDrained()
+        }
+        // startTLS: the upgraded transport is the same client; a failed upgrade ended it.
+        transport.onReplaced = { [self] transport, replacement in
+            self.clients.removeValue(forKey: ObjectIdentifier(transport))
+            if let replacement {
+                self.track(replacement)
+            } else {
+                self.checkDrained()
+            }
         }
     }
 

@@ -30,6 +30,8 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
             case fileTruncated
             case fileReadFailed
             case socketError
+            case connectFailed
+            case unsupportedTransport
         }
 
         private let base: Base
@@ -82,6 +84,12 @@ public struct TulipError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let fileReadFailed = Code(.fileReadFailed)
         /// A send or receive on a socket failed (asyncio: `OSError`); ``TulipError/errno`` has the code.
         public static let socketError = Code(.socketError)
+        /// No address could be connected to (asyncio: `OSError`, or `OSError('Multiple
+        /// exceptions: …')`); ``TulipError/errno`` has the last attempt's code when there is one.
+        public static let connectFailed = Code(.connectFailed)
+        /// The transport cannot be upgraded: a pipe (asyncio: `TypeError('transport … is not
+        /// supported by start_tls()')`, TLS-2).
+        public static let unsupportedTransport = Code(.unsupportedTransport)
 
         public var description: String { self.base.rawValue }
     }

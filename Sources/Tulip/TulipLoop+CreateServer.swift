@@ -351,11 +351,18 @@ extension TulipLoop {
         return result
     }
 
-    private static func getaddrinfo(host: String?, port: Int, family: AddressFamily) throws -> [SocketAddress] {
+    /// Blocking `getaddrinfo` for stream sockets, in the resolver's order, duplicates dropped;
+    /// `passive` asks for addresses to bind rather than to connect to.
+    static func getaddrinfo(
+        host: String?,
+        port: Int,
+        family: AddressFamily,
+        passive: Bool = true
+    ) throws -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_family = family.rawValue
         hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_PASSIVE
+        hints.ai_flags = passive ? AI_PASSIVE : 0
         var list: UnsafeMutablePointer<addrinfo>?
         let status: CInt
         if let host {

@@ -3,7 +3,7 @@ import TulipDaemon
 /// The built-in protocol plugins of `tulipd`.
 public enum TulipPlugins {
     /// Registers every built-in plugin: `echo`, `discard`, `chargen`, `daytime`, `time`,
-    /// `files`.
+    /// `files`, `starttls-echo`.
     public static func register(into registry: inout PluginRegistry) {
         registry.register(EchoPlugin.self)
         registry.register(DiscardPlugin.self)
@@ -11,6 +11,7 @@ public enum TulipPlugins {
         registry.register(DaytimePlugin.self)
         registry.register(TimePlugin.self)
         registry.register(FilesPlugin.self)
+        registry.register(StartTLSEchoPlugin.self)
     }
 
     /// A registry holding the built-ins.

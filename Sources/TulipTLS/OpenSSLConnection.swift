@@ -2,6 +2,12 @@ import COpenSSL
 import COpenSSLShims
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The outcome of one OpenSSL operation on a connection (`SSL_get_error`, mapped).
 enum OpenSSLResult {
     case complete
@@ -41,15 +47,30 @@ final class OpenSSLConnection {
             SSL_set_accept_state(ssl)
         } else {
             SSL_set_connect_state(ssl)
-            if let serverHostname {
-                guard SSL_set1_host(ssl, serverHostname) == 1 else {
-                    throw OpenSSLError.drain("cannot set the expected host name \(serverHostname)")
-                }
-                guard tulip_SSL_set_tlsext_host_name(ssl, serverHostname) == 1 else {
-                    throw OpenSSLError.drain("cannot set SNI \(serverHostname)")
-                }
-            }
+            if let serverHostname { try Self.expect(serverHostname, on: ssl) }
         }
+    }
+
+    /// Sets the name (or address) the peer's certificate must carry; a host name is also sent as
+    /// SNI, an IP literal is not (RFC 6066 §3).
+    private static func expect(_ serverHostname: String, on ssl: OpaquePointer) throws {
+        if Self.isIPLiteral(serverHostname) {
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverHostname) == 1 else {
+                throw OpenSSLError.drain("cannot set the expected IP address \(serverHostname)")
+            }
+            return
+        }
+        guard SSL_set1_host(ssl, serverHostname) == 1 else {
+            throw OpenSSLError.drain("cannot set the expected host name \(serverHostname)")
+        }
+        guard tulip_SSL_set_tlsext_host_name(ssl, serverHostname) == 1 else {
+            throw OpenSSLError.drain("cannot set SNI \(serverHostname)")
+        }
+    }
+
+    private static func isIPLiteral(_ name: String) -> Bool {
+        var storage = [UInt8](repeating: 0, count: 16)
+        return inet_pton(AF_INET, name, &storage) == 1 || inet_pton(AF_INET6, name, &storage) == 1
     }
 
     deinit {

@@ -22,11 +22,15 @@ public final class OpenSSLContext {
     private let alpnBox: ALPNPreferences?
     /// Whether this context makes server-side connections.
     public let isServer: Bool
+    /// Whether connections check the peer's certificate: client contexts unless made with
+    /// `verifyPeer: false`, and server contexts with a `clientCA`.
+    public let verifiesPeer: Bool
 
-    private init(takingOwnershipOf pointer: OpaquePointer, isServer: Bool, alpn: ALPNPreferences?) {
+    private init(takingOwnershipOf pointer: OpaquePointer, isServer: Bool, alpn: ALPNPreferences?, verifiesPeer: Bool) {
         self.pointer = pointer
         self.isServer = isServer
         self.alpnBox = alpn
+        self.verifiesPeer = verifiesPeer
     }
 
     deinit {
@@ -55,7 +59,12 @@ public final class OpenSSLContext {
             throw OpenSSLError.drain("SSL_CTX_new failed")
         }
         let alpnBox = try alpn.isEmpty ? nil : ALPNPreferences(alpn)
-        let context = OpenSSLContext(takingOwnershipOf: ctx, isServer: true, alpn: alpnBox)
+        let context = OpenSSLContext(
+            takingOwnershipOf: ctx,
+            isServer: true,
+            alpn: alpnBox,
+            verifiesPeer: clientCA != nil
+        )
         try context.configureCommon(minimumVersion: minimumVersion)
         guard SSL_CTX_use_certificate_chain_file(ctx, certificateChain) == 1 else {
             throw OpenSSLError.drain("cannot load certificate chain \(certificateChain)", input: .certificateChain)
@@ -98,7 +107,20 @@ public final class OpenSSLContext {
     }
 
     /// A client context: verifies the server's chain (against `trustRoots`, or the system store when
-    /// `nil`) and, per connection, its host name.
+    /// `nil`) and, per connection, its host name or IP address (`SSL_set1_host`,
+    /// `X509_VERIFY_PARAM_set1_ip_asc`).
+    ///
+    /// A chain that does not lead to a trusted root, or a certificate for another name, fails the
+    /// handshake with an ``OpenSSLError`` whose message ends in OpenSSL's verify result
+    /// ("certificate verify failed: unable to get local issuer certificate", "… hostname mismatch").
+    ///
+    /// - Parameters:
+    ///   - trustRoots: a PEM file of CA certificates; `nil` uses the system store.
+    ///   - minimumVersion: TLS 1.2 (default) or TLS 1.3.
+    ///   - alpn: protocols offered in preference order; empty offers none.
+    ///   - verifyPeer: `false` accepts any certificate and any name (tests and pinned peers only).
+    /// - Returns: the configured context, to share between connections.
+    /// - Throws: ``OpenSSLError`` naming the failing step, with OpenSSL's error queue.
     public static func client(
         trustRoots: String? = nil,
         minimumVersion: TLSMinimumVersion = .tls12,
@@ -109,7 +131,7 @@ public final class OpenSSLContext {
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
             throw OpenSSLError.drain("SSL_CTX_new failed")
         }
-        let context = OpenSSLContext(takingOwnershipOf: ctx, isServer: false, alpn: nil)
+        let context = OpenSSLContext(takingOwnershipOf: ctx, isServer: false, alpn: nil, verifiesPeer: verifyPeer)
         try context.configureCommon(minimumVersion: minimumVersion)
         if let trustRoots {
             guard SSL_CTX_load_verify_locations(ctx, trustRoots, nil) == 1 else {

@@ -66,5 +66,15 @@ public struct TLSHandshakeTimeoutError: Error, CustomStringConvertible, Sendable
 
 /// The peer closed the connection in the middle of the TLS handshake.
 public struct TLSHandshakeEOFError: Error, CustomStringConvertible, Sendable {
+    /// Makes the error.
+    public init() {}
     public var description: String { "connection closed by peer during the TLS handshake" }
+}
+
+/// The peer did not answer `close_notify` within the shutdown timeout; the connection was
+/// force-closed (TLS-9).
+public struct TLSShutdownTimeoutError: Error, CustomStringConvertible, Sendable {
+    /// Makes the error.
+    public init() {}
+    public var description: String { "SSL shutdown timed out" }
 }

@@ -5,13 +5,22 @@ public struct TLSHandshakeCompleted: Sendable, Equatable {
     public let info: TLSConnectionInfo
 }
 
+/// Sent outbound before a `close` that must not wait for the peer's `close_notify`: the
+/// connection is force-closed without any alert (asyncio's `abort()` on a TLS transport, TLS-9).
+public struct TLSAbortEvent: Sendable, Equatable {
+    /// Makes the event.
+    public init() {}
+}
+
 /// A channel handler that speaks TLS on the network side and plaintext on the application side,
 /// driving an OpenSSL `SSL` over memory BIOs.
 ///
 /// The handshake starts when the channel becomes active (or when the handler is added to an
 /// active channel) and must finish within `handshakeTimeout`; application writes wait until it has.
-/// Writes are encrypted as they come and sent on `flush`. `close()` sends `close_notify` first. A
-/// peer's `close_notify`, or a FIN without one, reaches the application as `inputClosed`.
+/// Writes are encrypted as they come and sent on `flush`. `close()` sends `close_notify`, waits up
+/// to `shutdownTimeout` for the peer's (or its FIN), then closes (TLS-9); a ``TLSAbortEvent``
+/// before `close()` skips both. A peer's `close_notify`, or a FIN without one, reaches the
+/// application as `inputClosed`.
 /// Half-closing the output is not supported (a TLS transport cannot write EOF).
 public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
@@ -30,6 +39,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let tlsContext: OpenSSLContext
     private let serverHostname: String?
     private let handshakeTimeout: TimeAmount?
+    private let shutdownTimeout: TimeAmount
     private let onHandshakeCompleted: ((ChannelHandlerContext, TLSConnectionInfo) -> Void)?
     private var connection: OpenSSLConnection?
     private var state: ConnectionState = .idle
@@ -38,6 +48,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var flushPending = false
     private var inputClosedFired = false
     private var firedRead = false
+    private var abortRequested = false
+    private var shutdownTimer: Scheduled<Void>?
+    private var closePromise: EventLoopPromise<Void>?
 
     /// What the handshake negotiated; nil until it has finished.
     public private(set) var connectionInfo: TLSConnectionInfo?
@@ -46,17 +59,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     ///   - context: the shared `SSL_CTX`; its role (server or client) decides this side's role.
     ///   - serverHostname: for clients, the name sent as SNI and checked against the certificate.
     ///   - handshakeTimeout: closes the connection if the handshake has not finished by then.
+    ///   - shutdownTimeout: how long `close()` waits for the peer's `close_notify` before it
+    ///     force-closes with ``TLSShutdownTimeoutError`` (TLS-3: 30 s by default).
     ///   - onHandshakeCompleted: called on the loop once the handshake has finished, before
     ///     queued writes go out and before any application data is passed on.
     public init(
         context: OpenSSLContext,
         serverHostname: String? = nil,
         handshakeTimeout: TimeAmount? = .seconds(60),
+        shutdownTimeout: TimeAmount = .seconds(30),
         onHandshakeCompleted: ((ChannelHandlerContext, TLSConnectionInfo) -> Void)? = nil
     ) {
         self.tlsContext = context
         self.serverHostname = serverHostname
         self.handshakeTimeout = handshakeTimeout
+        self.shutdownTimeout = shutdownTimeout
         self.onHandshakeCompleted = onHandshakeCompleted
     }
 
@@ -75,6 +92,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     public func handlerRemoved(context: ChannelHandlerContext) {
         self.timeoutTask?.cancel()
         self.timeoutTask = nil
+        self.shutdownTimer?.cancel()
+        self.shutdownTimer = nil
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -85,6 +104,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     public func channelInactive(context: ChannelHandlerContext) {
         self.timeoutTask?.cancel()
         self.timeoutTask = nil
+        self.shutdownTimer?.cancel()
+        self.shutdownTimer = nil
+        self.closePromise?.succeed(())
+        self.closePromise = nil
         let wasHandshaking = self.state == .handshaking
         self.state = .closed
         self.failPendingWrites(ChannelError.ioOnClosedChannel)
@@ -155,7 +178,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.state = .closed
         self.failPendingWrites(error)
         context.fireErrorCaught(error)
-        context.close(promise: nil)
+        let promise = self.closePromise
+        self.closePromise = nil
+        context.close(promise: promise)
     }
 
     private func failPendingWrites(_ error: any Error) {
@@ -192,9 +217,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             case .wantRead, .wantWrite:
                 break loop
             case .zeroReturn:
-                // The peer's close_notify: an orderly EOF.
+                // The peer's close_notify: an orderly EOF, or the answer a closing side waits for.
                 self.writeOutput(context: context, flush: true)
                 self.fireInputClosed(context: context)
+                if self.state == .closing { self.finishClose(context: context) }
                 break loop
             case .failed(let error):
                 self.writeOutput(context: context, flush: true)
@@ -217,7 +243,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
-        if self.state == .handshaking {
+        // The transport stops reading when it closes, so waiting for close_notify reads here.
+        if self.state == .handshaking || self.state == .closing {
             context.read()
         }
         if self.firedRead {
@@ -232,9 +259,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             switch self.state {
             case .handshaking, .idle:
                 self.fail(context: context, error: TLSHandshakeEOFError())
-            case .active, .closing:
+            case .active:
                 // A FIN without close_notify is treated as EOF, as asyncio does.
                 self.fireInputClosed(context: context)
+            case .closing:
+                // No close_notify can follow a FIN: stop waiting for it.
+                self.fireInputClosed(context: context)
+                self.finishClose(context: context)
             case .closed:
                 break
             }
@@ -286,6 +317,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if event is TLSAbortEvent {
+            self.abortRequested = true
+            promise?.succeed(())
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         switch mode {
         case .output:
@@ -298,27 +338,61 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             break
         }
         switch self.state {
-        case .active:
-            self.state = .closing
-            _ = self.connection?.shutdown()
-            if let output = self.connection?.takeOutput(allocator: context.channel.allocator) {
-                context.writeAndFlush(Self.wrapOutboundOut(output)).assumeIsolated().whenComplete { _ in
-                    self.state = .closed
-                    context.close(mode: .all, promise: promise)
-                }
-            } else {
-                self.state = .closed
-                context.close(mode: .all, promise: promise)
-            }
-        case .idle, .handshaking:
+        case .active where !self.abortRequested:
+            self.beginShutdown(context: context, promise: promise)
+        case .active, .idle, .handshaking:
+            // TLS-9: an abort, or a close during the handshake, closes at once without an alert.
             self.timeoutTask?.cancel()
             self.timeoutTask = nil
             self.state = .closed
             self.failPendingWrites(ChannelError.ioOnClosedChannel)
             context.close(mode: .all, promise: promise)
-        case .closing, .closed:
+        case .closing:
+            // A second close (an abort or an error) while waiting for the peer: close now.
+            self.abortRequested = true
+            self.closePromise?.futureResult.cascade(to: promise)
+            self.finishClose(context: context)
+        case .closed:
             context.close(mode: .all, promise: promise)
         }
+    }
+
+    /// TLS-9: sends `close_notify`, then waits for the peer's (or its FIN) up to the shutdown
+    /// timeout; a peer that already sent one is not waited for.
+    private func beginShutdown(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        self.state = .closing
+        self.closePromise = promise ?? context.eventLoop.makePromise()
+        _ = self.connection?.shutdown()
+        let written = context.eventLoop.makePromise(of: Void.self)
+        if let output = self.connection?.takeOutput(allocator: context.channel.allocator) {
+            context.write(Self.wrapOutboundOut(output), promise: written)
+        } else {
+            written.succeed(())
+        }
+        context.flush()
+        if self.inputClosedFired {
+            // NIO drops unwritten data on close: let the alert reach the kernel first.
+            written.futureResult.assumeIsolated().whenComplete { _ in self.finishClose(context: context) }
+            return
+        }
+        let timeout = self.shutdownTimeout
+        self.shutdownTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            self.shutdownTimer = nil
+            guard self.state == .closing else { return }
+            context.fireErrorCaught(TLSShutdownTimeoutError())
+            self.finishClose(context: context)
+        }
+        context.read()
+    }
+
+    private func finishClose(context: ChannelHandlerContext) {
+        guard self.state == .closing else { return }
+        self.shutdownTimer?.cancel()
+        self.shutdownTimer = nil
+        self.state = .closed
+        let promise = self.closePromise
+        self.closePromise = nil
+        context.close(mode: .all, promise: promise)
     }
 
     private func writeOutput(context: ChannelHandlerContext, flush: Bool) {

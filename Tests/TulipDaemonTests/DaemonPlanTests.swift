@@ -40,7 +40,7 @@ struct DaemonPlanTests {
         let errors = self.errors(#"{"listeners":[{"name":"a","protocol":"nope","tcp":{"port":1}}]}"#)
         #expect(errors.count == 1)
         #expect(errors.first?.keyPath == "listeners[0].protocol")
-        #expect(errors.first?.message.contains("chargen, daytime, discard, echo, files, time") == true)
+        #expect(errors.first?.message.contains("chargen, daytime, discard, echo, files, starttls-echo, time") == true)
     }
 
     @Test func aTLSListenerWithAMissingCertificateNamesTheKey() {

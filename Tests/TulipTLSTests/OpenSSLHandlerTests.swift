@@ -87,6 +87,15 @@ private func pump(_ a: EmbeddedChannel, _ b: EmbeddedChannel) throws {
     }
 }
 
+/// Tears channels down without waiting for the peer's close_notify (TLS-9), which no one would
+/// pump on an embedded loop.
+private func finishWithoutWaiting(_ channels: EmbeddedChannel...) {
+    for channel in channels {
+        channel.pipeline.triggerUserOutboundEvent(TLSAbortEvent(), promise: nil)
+        _ = try? channel.finish()
+    }
+}
+
 private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
     var bytes: [UInt8] = []
     while var buffer = try channel.readInbound(as: ByteBuffer.self) {
@@ -151,8 +160,33 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
         client.close(promise: nil)
         try pump(client, server)
         #expect(serverSawEOF)
-        _ = try? server.finish()
-        _ = try? client.finish()
+        finishWithoutWaiting(server, client)
+    }
+
+    @Test func tls9CloseWaitsForThePeersCloseNotifyAndAbortDoesNot() throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let (server, client, _, _) = try makePair(certificates)
+        try server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try pump(client, server)
+        client.close(promise: nil)
+        try pump(client, server)
+        #expect(client.isActive)  // our close_notify is out; the peer's has not come yet
+        server.close(promise: nil)  // the peer answers (it already has ours, so it does not wait)
+        try pump(client, server)
+        #expect(!server.isActive)
+        #expect(!client.isActive)
+
+        let (server2, client2, _, _) = try makePair(certificates)
+        try server2.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try client2.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try pump(client2, server2)
+        client2.pipeline.triggerUserOutboundEvent(TLSAbortEvent(), promise: nil)
+        client2.close(promise: nil)
+        #expect(!client2.isActive)
+        #expect(try client2.readOutbound(as: ByteBuffer.self) == nil)  // no alert on abort
+        finishWithoutWaiting(server2)
     }
 
     @Test func handshakeWithoutALPN() throws {
@@ -171,8 +205,7 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
         try pump(client, server)
         #expect(clientHandler.connectionInfo?.protocolVersion?.hasPrefix("TLSv1.") == true)
         #expect(clientHandler.connectionInfo?.alpn == nil)
-        _ = try? server.finish()
-        _ = try? client.finish()
+        finishWithoutWaiting(server, client)
     }
 
     @Test func wrongHostNameIsRefused() throws {
@@ -190,8 +223,7 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
         try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         #expect(throws: OpenSSLError.self) { try pump(client, server) }
         #expect(clientHandler.connectionInfo == nil)
-        _ = try? server.finish()
-        _ = try? client.finish()
+        finishWithoutWaiting(server, client)
     }
 
     @Test func handshakeTimeoutClosesTheChannel() throws {

@@ -308,8 +308,9 @@ struct DatagramEndpointTests {
             guard name != ".", name != ".." else { continue }
             let length = readlink("/proc/self/fd/" + name, &buffer, buffer.count - 1)
             guard length > 0 else { continue }
-            buffer[length] = 0
-            if String(cString: buffer) == "socket:[\(inode)]" { count += 1 }
+            if String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "socket:[\(inode)]" {
+                count += 1
+            }
         }
         return count
     }
