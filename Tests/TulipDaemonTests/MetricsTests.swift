@@ -43,6 +43,7 @@ struct MetricsTests {
         for expected in [
             #"tulipd_connections_accepted_total{listener="echo"} 8"#,
             #"tulipd_connections_open{listener="echo"} 1.0"#,
+            #"tulipd_listener_paused_at_limit{listener="echo"} 0.0"#,
             #"tulipd_connections_refused_total{listener="echo",reason="per_source"} 2"#,
             #"tulipd_connections_refused_total{listener="echo",reason="max_connections"} 0"#,
             #"tulipd_bytes_received_total{listener="echo"} 10"#,

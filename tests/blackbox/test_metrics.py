@@ -4,6 +4,7 @@ label where it applies."""
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import signal
 import socket
@@ -15,8 +16,8 @@ from conftest import (
     free_port,
     make_config,
     recv_exactly,
+    run_tulipd,
     tcp_listener,
-    write_config,
 )
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
@@ -105,3 +106,30 @@ def test_http_errors_and_keep_alive(daemon):
         assert recv_exactly(raw, 24) == b"HTTP/1.1 400 Bad Request"
     with daemon.connect("echo") as echo:
         echo_roundtrip(echo, b"still serving\n")
+
+
+def test_a_listener_at_its_limit_shows_in_status_and_metrics(daemon, short_tmp):
+    port = free_port()
+    echo = tcp_listener("echo", "echo")
+    echo["limits"] = {"max_connections": 1}
+    config = make_config(echo)
+    config["metrics"] = {"tcp": {"host": "127.0.0.1", "port": port}}
+    config["admin"] = {"path": f"{short_tmp}/admin.sock"}
+    daemon.start(config)
+
+    def settled(paused: int) -> tuple[dict, str]:
+        deadline = time.monotonic() + 5
+        while True:
+            samples = scrape(port)
+            state = json.loads(run_tulipd(["status", "--json", "--socket", f"{short_tmp}/admin.sock"]).stdout)
+            if samples['tulipd_listener_paused_at_limit{listener="echo"}'] == paused:
+                return samples, state["listeners"][0]["state"]
+            assert time.monotonic() < deadline, (samples, state)
+            time.sleep(0.05)
+
+    with daemon.connect("echo") as held:
+        echo_roundtrip(held, b"holding the only slot\n")
+        samples, state = settled(1)
+        assert state == "paused-at-limit" and samples['tulipd_connections_open{listener="echo"}'] == 1
+    samples, state = settled(0)
+    assert state == "serving"

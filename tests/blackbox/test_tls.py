@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_metrics import scrape
 
 from conftest import (
     MiB,
@@ -161,7 +162,15 @@ def test_handshake_timeout_closes_a_silent_client(daemon, pki):
 
 
 def test_plaintext_garbage_is_closed_while_another_tls_client_carries_on(daemon, pki):
-    daemon.start(make_config({**tcp_listener("echo-tls", "echo"), "tls": _tls_block(pki)}))
+    metrics_port = free_port()
+    config = make_config({**tcp_listener("echo-tls", "echo"), "tls": _tls_block(pki)})
+    config["metrics"] = {"tcp": {"host": "127.0.0.1", "port": metrics_port}}
+    daemon.start(config)
+    # The readiness probe connected and left before a handshake: a failure too, counted first.
+    metric = 'tulipd_tls_handshake_failures_total{listener="echo-tls"}'
+    deadline = time.monotonic() + 5
+    while (baseline := scrape(metrics_port)[metric]) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     with _connect(daemon.addr("echo-tls"), _client_context(pki)) as good:
         bad = socket.create_connection(daemon.addr("echo-tls"), timeout=10)
         bad.sendall(b"GET / HTTP/1.0\r\n\r\n" * 4)
@@ -176,6 +185,8 @@ def test_plaintext_garbage_is_closed_while_another_tls_client_carries_on(daemon,
     while "TLS handshake failed" not in daemon.stderr_text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "TLS handshake failed" in daemon.stderr_text, daemon.stderr_text[-2000:]
+    failures = scrape(metrics_port)['tulipd_tls_handshake_failures_total{listener="echo-tls"}']
+    assert failures == baseline + 1, (baseline, failures)
 
 
 def test_check_loads_the_files(pki, tmp_path):

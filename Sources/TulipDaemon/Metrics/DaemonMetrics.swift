@@ -48,7 +48,10 @@ final class DaemonMetrics {
             self.listeners[listener.name]!.update(from: listener)
         }
         // A listener removed by a reload keeps its counters; it has no open connections any more.
-        for (name, metrics) in self.listeners where !present.contains(name) { metrics.open.record(0) }
+        for (name, metrics) in self.listeners where !present.contains(name) {
+            metrics.open.record(0)
+            metrics.pausedAtLimit.record(0)
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -66,6 +69,8 @@ final class DaemonMetrics {
 /// The metrics of one listener, labelled `listener`.
 private struct ListenerMetrics {
     let open: CoreMetrics.Gauge
+    /// 1 while the listener waits below `max_connections` before accepting again, else 0.
+    let pausedAtLimit: CoreMetrics.Gauge
     let accepted: CoreMetrics.Counter
     let refusedMaxConnections: CoreMetrics.Counter
     let refusedPerSource: CoreMetrics.Counter
@@ -91,6 +96,11 @@ private struct ListenerMetrics {
             CoreMetrics.Counter(label: label, dimensions: listener + extra, factory: factory)
         }
         self.open = CoreMetrics.Gauge(label: "tulipd_connections_open", dimensions: listener, factory: factory)
+        self.pausedAtLimit = CoreMetrics.Gauge(
+            label: "tulipd_listener_paused_at_limit",
+            dimensions: listener,
+            factory: factory
+        )
         self.accepted = counter("tulipd_connections_accepted_total")
         self.refusedMaxConnections = counter("tulipd_connections_refused_total", [("reason", "max_connections")])
         self.refusedPerSource = counter("tulipd_connections_refused_total", [("reason", "per_source")])
@@ -102,6 +112,7 @@ private struct ListenerMetrics {
 
     mutating func update(from status: ListenerStatus) {
         self.open.record(status.openConnections)
+        self.pausedAtLimit.record(status.state == .pausedAtLimit ? 1 : 0)
         self.accepted.increment(by: DaemonMetrics.delta(status.acceptedTotal, since: &self.seen.accepted))
         self.refusedMaxConnections.increment(
             by: DaemonMetrics.delta(
