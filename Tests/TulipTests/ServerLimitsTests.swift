@@ -126,7 +126,9 @@ struct ServerLimitsTests {
                 server.resumeAccepting()
                 notes.append("\(server.statistics.state)")
                 let late = try await loop.runInExecutor { waiting.receive(count: 1) }
-                notes.append("late=\(String(decoding: late, as: UTF8.self)) accepted=\(server.statistics.acceptedTotal)")
+                notes.append(
+                    "late=\(String(decoding: late, as: UTF8.self)) accepted=\(server.statistics.acceptedTotal)"
+                )
                 _ = try await loop.runInExecutor {
                     open.close()
                     waiting.close()
