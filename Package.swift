@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "TulipDaemon", targets: ["TulipDaemon"]),
         .library(name: "TulipPlugins", targets: ["TulipPlugins"]),
         .library(name: "TulipSystemd", targets: ["TulipSystemd"]),
+        .library(name: "TulipTLS", targets: ["TulipTLS"]),
         .library(name: "TulipTestKit", targets: ["TulipTestKit"]),
         .executable(name: "tulipd", targets: ["tulipd"]),
         .executable(name: "tulipd-test", targets: ["tulipd-test"]),

@@ -30,6 +30,7 @@ let rootPackage = String(Context.packageDirectory.split(separator: "/").dropLast
 let tulip = Target.Dependency.product(name: "Tulip", package: rootPackage)
 let tulipTestKit = Target.Dependency.product(name: "TulipTestKit", package: rootPackage)
 let tulipPlugins = Target.Dependency.product(name: "TulipPlugins", package: rootPackage)
+let tulipTLS = Target.Dependency.product(name: "TulipTLS", package: rootPackage)
 
 let package = Package(
     name: "tulip-benchmarks",
@@ -89,6 +90,7 @@ let package = Package(
                 tulip,
                 tulipTestKit,
                 tulipPlugins,
+                tulipTLS,
                 nioCore,
                 nioEmbedded,
             ],

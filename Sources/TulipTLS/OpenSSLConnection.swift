@@ -104,6 +104,12 @@ final class OpenSSLConnection {
         return self.result(rc, "TLS read failed")
     }
 
+    /// Whether a read could return data now: ciphertext fed and not yet processed, or a decrypted
+    /// record not yet read out.
+    var hasBufferedInput: Bool {
+        BIO_ctrl_pending(self.networkIn) > 0 || SSL_has_pending(self.ssl) == 1
+    }
+
     /// Encrypts all of `buffer`'s readable bytes into the outgoing BIO.
     func write(_ buffer: ByteBuffer) -> OpenSSLResult {
         var remaining = buffer
@@ -127,13 +133,21 @@ final class OpenSSLConnection {
     }
 
     /// Takes every pending outgoing record byte, or nil if there are none.
-    func takeOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
+    ///
+    /// The bytes go into `scratch`'s storage when nothing else holds it any more (the previous
+    /// output has reached the kernel), so a steady stream of writes allocates nothing; `scratch`
+    /// keeps a reference to what is returned for the next call.
+    func takeOutput(reusing scratch: inout ByteBuffer?, allocator: ByteBufferAllocator) -> ByteBuffer? {
         let pending = Int(BIO_ctrl_pending(self.networkOut))
         guard pending > 0 else { return nil }
-        var buffer = allocator.buffer(capacity: pending)
+        var buffer = scratch ?? allocator.buffer(capacity: pending)
+        scratch = nil
+        // Unique now unless the last output is still queued in NIO: then this allocates afresh.
+        buffer.clear()
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { bytes in
             Int(max(0, BIO_read(self.networkOut, bytes.baseAddress, CInt(pending))))
         }
+        scratch = buffer
         return buffer
     }
 

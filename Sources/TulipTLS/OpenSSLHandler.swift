@@ -51,6 +51,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var abortRequested = false
     private var shutdownTimer: Scheduled<Void>?
     private var closePromise: EventLoopPromise<Void>?
+    /// Reused for decrypted reads and encrypted output: storage that nobody else holds any more
+    /// is written again instead of allocating (as NIO reuses its own receive buffer), so the
+    /// steady state of a connection allocates nothing per message.
+    private var readScratch: ByteBuffer?
+    private var outputScratch: ByteBuffer?
 
     /// What the handshake negotiated; nil until it has finished.
     public private(set) var connectionInfo: TLSConnectionInfo?
@@ -206,9 +211,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func readApplicationData(context: ChannelHandlerContext) {
         guard let connection = self.connection else { return }
-        loop: while self.state == .active || self.state == .closing {
-            var buffer = context.channel.allocator.buffer(capacity: 16_384)
-            switch connection.read(into: &buffer) {
+        // Checked first so that no buffer is taken for a read that can only say "want more".
+        loop: while self.state == .active || self.state == .closing, connection.hasBufferedInput {
+            var buffer = self.readScratch ?? context.channel.allocator.buffer(capacity: 16_384)
+            self.readScratch = nil
+            // Unique unless the protocol still holds the last read: then this allocates afresh.
+            buffer.clear()
+            let result = connection.read(into: &buffer)
+            self.readScratch = buffer
+            switch result {
             case .complete:
                 if buffer.readableBytes > 0 {
                     self.firedRead = true
@@ -295,7 +306,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         switch connection.write(buffer) {
         case .complete, .wantRead, .wantWrite:
-            if let output = connection.takeOutput(allocator: context.channel.allocator) {
+            if let output = connection.takeOutput(reusing: &self.outputScratch, allocator: context.channel.allocator) {
                 context.write(Self.wrapOutboundOut(output), promise: promise)
             } else {
                 promise?.succeed(())
@@ -364,7 +375,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.closePromise = promise ?? context.eventLoop.makePromise()
         _ = self.connection?.shutdown()
         let written = context.eventLoop.makePromise(of: Void.self)
-        if let output = self.connection?.takeOutput(allocator: context.channel.allocator) {
+        if let output = self.connection?.takeOutput(reusing: &self.outputScratch, allocator: context.channel.allocator)
+        {
             context.write(Self.wrapOutboundOut(output), promise: written)
         } else {
             written.succeed(())
@@ -396,7 +408,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func writeOutput(context: ChannelHandlerContext, flush: Bool) {
-        guard let output = self.connection?.takeOutput(allocator: context.channel.allocator) else { return }
+        guard
+            let output = self.connection?.takeOutput(reusing: &self.outputScratch, allocator: context.channel.allocator)
+        else { return }
         context.write(Self.wrapOutboundOut(output), promise: nil)
         if flush { context.flush() }
     }

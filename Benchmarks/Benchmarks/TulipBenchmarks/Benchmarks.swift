@@ -101,6 +101,35 @@ let benchmarks: @Sendable () -> Void = {
         blackHole(try channel.finish())
     }
 
+    // MARK: - TLS
+
+    // A 1 KiB ping-pong through OpenSSLHandler on both sides (client and server, memory BIOs),
+    // counting both sides' allocations, OpenSSL's own mallocs included.
+    Benchmark("TLS.echoRoundTrip.1KiB") { benchmark in
+        let pair = try TLSEchoPair()
+        let payload = makePayload(allocator: pair.client.allocator)
+        for _ in 0..<primingMessages { try pair.echo(payload) }
+
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { try pair.echo(payload) }
+        benchmark.stopMeasurement()
+
+        pair.finish()
+    }
+
+    // Its yardstick: the same two embedded channels, pumping and echo handler, without TLS.
+    Benchmark("Plain.echoRoundTrip.1KiB") { benchmark in
+        let pair = try TLSEchoPair(plain: ())
+        let payload = makePayload(allocator: pair.client.allocator)
+        for _ in 0..<primingMessages { try pair.echo(payload) }
+
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { try pair.echo(payload) }
+        benchmark.stopMeasurement()
+
+        pair.finish()
+    }
+
     // MARK: - Control
 
     // Proves the counter counts: a fresh 1 KiB ByteBuffer per message is two mallocs (the storage
