@@ -243,8 +243,9 @@ public final class ChannelTransport {
             self.fail(error, callback: "eof_received")
             return
         }
-        // RP-3: a read pipe closes after EOF whatever eofReceived returned.
-        if !keepOpen || self.pipeRole == .read { self.close() }
+        // RP-3: a read pipe closes after EOF whatever eofReceived returned; so does TLS (TLS-11:
+        // after close_notify there is no half-open TLS connection).
+        if !keepOpen || self.pipeRole == .read || self.tlsInfo != nil { self.close() }
     }
 
     /// PR-6: a failing callback is fatal to the connection; the write buffer is discarded.
@@ -640,7 +641,17 @@ extension ChannelTransport {
 
     func inputClosed() {
         // A write pipe has no input: NIO closes it at once, which is no EOF.
-        guard !self.isClosing, self.pipeRole != .write else { return }
+        guard self.pipeRole != .write else { return }
+        if self.isClosing {
+            // TLS-11: the side that called close() hears the peer's close_notify as EOF too, once
+            // the shutdown exchange is over and before connectionLost.
+            if self.tlsInfo != nil, !self.channelGone, !self.aborted, self.readingArmed, self.loop.isDispatching,
+                self.heldReads.isEmpty
+            {
+                self.deliverEOF()
+            }
+            return
+        }
         if self.mayDeliverNow && self.heldReads.isEmpty && !self.deliveryScheduled {
             self.deliverEOF()
             self.flushIfNeeded()
