@@ -108,6 +108,12 @@ public final class ChannelTransport {
     public private(set) var bytesReceived: UInt64 = 0
     /// Bytes accepted by ``write(_:)`` so far.
     public private(set) var bytesSent: UInt64 = 0
+    /// startTLS: one connection, so the TLS transport's totals go on from the plaintext ones.
+    func continueCounting(from previous: ChannelTransport) {
+        self.bytesReceived = previous.bytesReceived
+        self.bytesSent = previous.bytesSent
+    }
+
     /// Writes dropped because the transport was closing or closed (WT-6).
     public private(set) var droppedWrites = 0
     /// Whether writing EOF is supported: true for TCP and unix stream sockets (WT-10).

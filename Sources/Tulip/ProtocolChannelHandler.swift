@@ -49,6 +49,7 @@ public final class ProtocolChannelHandler: ChannelInboundHandler, RemovableChann
             canWriteEOF: false
         )
         self.transport.continuesConnection = previous != nil
+        if let previous { self.transport.continueCounting(from: previous) }
         self.transport.supportsNativeSendfile = false
         self.transport.tlsInfo = tls
         self.transport.observer = observer

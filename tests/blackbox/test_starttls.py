@@ -64,6 +64,9 @@ def test_starttls_echoes_one_mebibyte_both_ways_then_close_notify_both_ways(daem
         time.sleep(0.05)
     closed = [line for line in daemon.stderr_text.splitlines() if "connection closed" in line]
     assert closed and "error" not in closed[-1], daemon.stderr_text[-2000:]
+    # One connection: the plaintext before the upgrade counts too (19 echoed, STARTTLS in, OK out).
+    assert f"bytes_in={19 + 10 + MiB + 10} " in closed[-1], closed[-1]
+    assert f"bytes_out={19 + 4 + MiB + 10} " in closed[-1], closed[-1]
     daemon.assert_alive()
 
 
