@@ -213,3 +213,46 @@ def test_admin_socket_is_removed_on_stop(served):
     daemon, admin = served
     daemon.stop()
     assert not admin.exists()
+
+
+def test_a_client_that_does_not_read_its_replies_is_not_buffered_without_bound(served):
+    """200,000 pipelined lines (about 26 MB of error replies) from a client that reads nothing:
+    the daemon stops reading it instead of queueing the replies, then answers every line once
+    the client reads."""
+    daemon, admin = served
+    count = 200_000
+    with connect_unix(admin, timeout=30) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        before = daemon.rss_kib()
+        payload = b"x\n" * count
+        conn.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 3
+        while sent < len(payload) and time.monotonic() < deadline:
+            try:
+                sent += conn.send(payload[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(0.5)
+        grown = daemon.rss_kib() - before
+        assert grown < 6 * 1024, f"the daemon grew by {grown} KiB for a client that reads nothing"
+        assert sent < len(payload), "everything was accepted: the daemon kept reading a client that reads nothing"
+        conn.setblocking(True)
+        replies = 0
+        buffer = b""
+        while replies < count:
+            if sent < len(payload):
+                conn.setblocking(False)
+                try:
+                    sent += conn.send(payload[sent:])
+                except BlockingIOError:
+                    pass
+                conn.setblocking(True)
+            chunk = conn.recv(1 << 20)
+            assert chunk, f"closed after {replies} replies"
+            buffer += chunk
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()
+            replies += len(lines)
+        assert replies == count
+    daemon.assert_alive()

@@ -26,6 +26,8 @@ final class AdminProtocol: StreamProtocol, @unchecked Sendable {
     private var pending: ByteBuffer?
     private var busy = false
     private var peerClosed = false
+    /// The client does not read its replies: no more commands run until it does.
+    private var writingPaused = false
 
     /// - Parameters:
     ///   - backend: the daemon, asked on the loop's thread.
@@ -67,10 +69,25 @@ final class AdminProtocol: StreamProtocol, @unchecked Sendable {
         self.pending = nil
     }
 
+    // A client that pipelines commands without reading the replies stops being read, so the
+    // replies it has not read cannot pile up without bound.
+    func pauseWriting() {
+        self.writingPaused = true
+        self.transport?.pauseReading()
+    }
+
+    func resumeWriting() {
+        self.writingPaused = false
+        if !self.busy { self.transport?.resumeReading() }
+        self.processLines()
+    }
+
     // MARK: - Lines
 
     private func processLines() {
-        while !self.busy, let transport = self.transport, !transport.isClosing, var pending = self.pending {
+        while !self.busy, !self.writingPaused, let transport = self.transport, !transport.isClosing,
+            var pending = self.pending
+        {
             guard let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
                 if pending.readableBytes >= Self.maximumLineLength {
                     self.reply(AdminReplies.failure(AdminError("line longer than \(Self.maximumLineLength) bytes")))
@@ -89,7 +106,7 @@ final class AdminProtocol: StreamProtocol, @unchecked Sendable {
             self.pending = pending.readableBytes > 0 ? pending : nil
             self.execute(line)
         }
-        if !self.busy, self.peerClosed, self.pending == nil { self.transport?.close() }
+        if !self.busy, !self.writingPaused, self.peerClosed, self.pending == nil { self.transport?.close() }
     }
 
     private func execute(_ line: String) {
@@ -161,7 +178,7 @@ final class AdminProtocol: StreamProtocol, @unchecked Sendable {
                 }
                 self.reply(reply)
                 self.busy = false
-                self.transport?.resumeReading()
+                if !self.writingPaused { self.transport?.resumeReading() }
                 self.processLines()
             }
         } catch {

@@ -14,6 +14,8 @@ final class MetricsHTTPProtocol: StreamProtocol {
     private let render: () -> [UInt8]
     private var transport: ChannelTransport?
     private var pending: ByteBuffer?
+    /// The client does not read its responses: no more requests are answered until it does.
+    private var writingPaused = false
 
     /// - Parameter render: produces the exposition, on the loop's thread, once per scrape.
     init(render: @escaping () -> [UInt8]) {
@@ -31,7 +33,24 @@ final class MetricsHTTPProtocol: StreamProtocol {
         } else {
             self.pending!.writeBuffer(&data)
         }
-        while let transport = self.transport, !transport.isClosing, let pending = self.pending {
+        self.answerPendingRequests()
+    }
+
+    // A client that pipelines requests without reading the responses stops being read, so the
+    // responses cannot pile up without bound.
+    func pauseWriting() {
+        self.writingPaused = true
+        self.transport?.pauseReading()
+    }
+
+    func resumeWriting() {
+        self.writingPaused = false
+        self.transport?.resumeReading()
+        self.answerPendingRequests()
+    }
+
+    private func answerPendingRequests() {
+        while !self.writingPaused, let transport = self.transport, !transport.isClosing, let pending = self.pending {
             let view = pending.readableBytesView
             guard let end = Self.headEnd(in: view) else {
                 if view.count > Self.maximumHeadLength {
