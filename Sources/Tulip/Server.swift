@@ -33,7 +33,7 @@ public final class Server: @unchecked Sendable {
     /// Set for TLS servers: each accepted connection does the handshake before its protocol exists.
     ///
     /// Loop-confined: ``replaceSSLContext(_:)`` swaps it for connections accepted afterwards.
-    private var ssl: OpenSSLContext?
+    private var ssl: TLSContext?
     private let sslHandshakeTimeout: TimeAmount
     /// Counts connections and enforces the limits at accept time (loop-confined).
     private let limiter: ConnectionLimiter
@@ -63,7 +63,7 @@ public final class Server: @unchecked Sendable {
         backlog: Int32,
         isUnix: Bool,
         observer: (any ConnectionObserver)?,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         sslHandshakeTimeout: TimeAmount = .seconds(60),
         limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
@@ -222,7 +222,7 @@ public final class Server: @unchecked Sendable {
 
     /// PR-10: the protocol is made, tracked and told `connectionMade` only once the handshake has
     /// finished; a failed or timed-out handshake closes the connection without any callback.
-    private func addTLSHandler(_ ssl: OpenSSLContext, to channel: any Channel) throws {
+    private func addTLSHandler(_ ssl: TLSContext, to channel: any Channel) throws {
         let loop = self.loop
         let tls = OpenSSLHandler(context: ssl, handshakeTimeout: self.sslHandshakeTimeout) { [self] context, info in
             do {
@@ -408,7 +408,7 @@ public final class Server: @unchecked Sendable {
     /// Loop thread only.
     /// - Throws: ``TulipError/Code/invalidArgument`` when the server was created without `ssl`: a
     ///   plaintext server does not become a TLS one.
-    public func replaceSSLContext(_ context: OpenSSLContext) throws {
+    public func replaceSSLContext(_ context: TLSContext) throws {
         self.loop.eventLoop.preconditionInEventLoop()
         guard self.ssl != nil else {
             throw TulipError.invalidArgument("the server was created without ssl; its TLS context cannot be replaced")

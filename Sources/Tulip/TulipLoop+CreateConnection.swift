@@ -30,7 +30,7 @@ extension TulipLoop {
         host: String,
         port: Int,
         family: AddressFamily = .unspecified,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         serverHostname: String? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
         sslShutdownTimeout: TimeAmount? = nil,
@@ -87,7 +87,7 @@ extension TulipLoop {
     /// - Throws: as ``createConnection(host:port:family:ssl:serverHostname:sslHandshakeTimeout:sslShutdownTimeout:makeProtocol:)``.
     public func createUnixConnection(
         path: String,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         serverHostname: String? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
         sslShutdownTimeout: TimeAmount? = nil,
@@ -170,7 +170,7 @@ extension TulipLoop {
     }
 
     private func addTLS(
-        _ ssl: OpenSSLContext,
+        _ ssl: TLSContext,
         to channel: any Channel,
         options: ConnectOptions,
         protocol protocolObject: any StreamProtocol
@@ -208,13 +208,13 @@ extension TulipLoop {
 
 /// The TLS arguments of a client connection, checked as asyncio checks them.
 private struct ConnectOptions: Sendable {
-    let ssl: OpenSSLContext?
+    let ssl: TLSContext?
     let serverHostname: String?
     let handshakeTimeout: TimeAmount
     let shutdownTimeout: TimeAmount
 
     init(
-        ssl: OpenSSLContext?,
+        ssl: TLSContext?,
         serverHostname: String?,
         explicitHostname: Bool,
         handshakeTimeout: TimeAmount?,

@@ -59,7 +59,7 @@ extension TulipLoop {
         keepAlive: Bool = false,
         startServing: Bool = true,
         observer: (any ConnectionObserver)? = nil,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
         limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
@@ -128,7 +128,7 @@ extension TulipLoop {
         backlog: Int = 100,
         startServing: Bool = true,
         observer: (any ConnectionObserver)? = nil,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
         limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
@@ -163,7 +163,7 @@ extension TulipLoop {
         keepAlive: Bool = false,
         startServing: Bool = true,
         observer: (any ConnectionObserver)? = nil,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
         limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
@@ -217,7 +217,7 @@ extension TulipLoop {
         startServing: Bool = true,
         cleanupSocket: Bool = true,
         observer: (any ConnectionObserver)? = nil,
-        ssl: OpenSSLContext? = nil,
+        ssl: TLSContext? = nil,
         sslHandshakeTimeout: TimeAmount? = nil,
         limits: ConnectionLimits = .unlimited,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol
@@ -252,7 +252,7 @@ extension TulipLoop {
     }
 
     /// CS-1 and CS-22: a handshake timeout needs `ssl` and must be positive; the default is 60 s.
-    static func checkTLSArguments(ssl: OpenSSLContext?, sslHandshakeTimeout: TimeAmount?) throws -> TimeAmount {
+    static func checkTLSArguments(ssl: TLSContext?, sslHandshakeTimeout: TimeAmount?) throws -> TimeAmount {
         guard let sslHandshakeTimeout else { return .seconds(60) }
         guard ssl != nil else {
             throw TulipError.invalidArgument("ssl_handshake_timeout is only meaningful with ssl")
@@ -270,7 +270,7 @@ extension TulipLoop {
         isUnix: Bool,
         startServing: Bool,
         observer: (any ConnectionObserver)?,
-        ssl: OpenSSLContext?,
+        ssl: TLSContext?,
         sslHandshakeTimeout: TimeAmount,
         limits: ConnectionLimits,
         makeProtocol: @escaping @Sendable () throws -> any StreamProtocol

@@ -42,7 +42,7 @@ extension TulipLoop {
     nonisolated(nonsending) public func startTLS(
         transport: ChannelTransport,
         protocol protocolObject: any StreamProtocol,
-        context: OpenSSLContext,
+        context: TLSContext,
         serverSide: Bool = false,
         serverHostname: String? = nil,
         handshakeTimeout: TimeAmount? = nil,
@@ -126,17 +126,17 @@ extension TulipLoop {
     }
 
     /// The context's role must match the side, and a verifying client needs a name to check.
-    static func checkRole(context: OpenSSLContext, serverSide: Bool, serverHostname: String?) throws {
+    static func checkRole(context: TLSContext, serverSide: Bool, serverHostname: String?) throws {
         if serverSide {
             guard context.isServer else {
-                throw TulipError.invalidArgument("server_side needs a server context (OpenSSLContext.server)")
+                throw TulipError.invalidArgument("server_side needs a server context (TLSContext.server)")
             }
             guard serverHostname == nil else {
                 throw TulipError.invalidArgument("Server side SSL needs a valid SSLSocket, server_hostname is not used")
             }
         } else {
             guard !context.isServer else {
-                throw TulipError.invalidArgument("a client connection needs a client context (OpenSSLContext.client)")
+                throw TulipError.invalidArgument("a client connection needs a client context (TLSContext.client)")
             }
             if context.verifiesPeer && (serverHostname ?? "").isEmpty {
                 throw TulipError.invalidArgument("check_hostname requires server_hostname")

@@ -32,9 +32,9 @@ public struct StartTLSEchoPlugin: Plugin {
     public static let supportedKinds: Set<ListenerKind> = [.tcp, .unix]
 
     public static func makeProtocolFactory(options: Options, context: PluginContext) throws -> any ProtocolFactory {
-        let tls: OpenSSLContext
+        let tls: TLSContext
         do {
-            tls = try OpenSSLContext.server(certificateChain: options.certificateChain, privateKey: options.privateKey)
+            tls = try TLSContext.server(certificateChain: options.certificateChain, privateKey: options.privateKey)
         } catch let error as OpenSSLError {
             throw context.invalidOption(error.input == .privateKey ? "private_key" : "certificate_chain", "\(error)")
         }
@@ -48,13 +48,13 @@ public final class StartTLSEchoProtocol: StreamProtocol {
     /// The line that asks for the upgrade.
     public static let command: [UInt8] = Array("STARTTLS\r\n".utf8)
 
-    private let context: OpenSSLContext
+    private let context: TLSContext
     private let logger: Logger
     private var transport: ChannelTransport?
     private var upgrading = false
 
     /// Makes the protocol object for one connection, upgrading with `context`.
-    public init(context: OpenSSLContext, logger: Logger) {
+    public init(context: TLSContext, logger: Logger) {
         self.context = context
         self.logger = logger
     }

@@ -27,9 +27,9 @@ final class OpenSSLConnection {
     /// Records OpenSSL produced; owned by `ssl` after `SSL_set_bio`.
     private let networkOut: OpaquePointer
     /// Keeps the `SSL_CTX` alive as long as this `SSL`.
-    let context: OpenSSLContext
+    let context: TLSContext
 
-    init(context: OpenSSLContext, serverHostname: String?) throws {
+    init(context: TLSContext, serverHostname: String?) throws {
         ERR_clear_error()
         guard let ssl = context.withUnsafeContextPointer({ SSL_new($0) }) else {
             throw OpenSSLError.drain("SSL_new failed")

@@ -36,7 +36,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         case closed
     }
 
-    private let tlsContext: OpenSSLContext
+    private let tlsContext: TLSContext
     private let serverHostname: String?
     private let handshakeTimeout: TimeAmount?
     private let shutdownTimeout: TimeAmount
@@ -69,7 +69,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     ///   - onHandshakeCompleted: called on the loop once the handshake has finished, before
     ///     queued writes go out and before any application data is passed on.
     public init(
-        context: OpenSSLContext,
+        context: TLSContext,
         serverHostname: String? = nil,
         handshakeTimeout: TimeAmount? = .seconds(60),
         shutdownTimeout: TimeAmount = .seconds(30),

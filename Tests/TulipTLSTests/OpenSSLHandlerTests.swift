@@ -37,11 +37,11 @@ struct TestCertificates {
     func remove() { _ = system("rm -rf '\(self.directory)'") }
 }
 
-@Suite struct OpenSSLContextTests {
+@Suite struct TLSContextTests {
     @Test func serverContextLoads() throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let context = try OpenSSLContext.server(
+        let context = try TLSContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey,
             alpn: ["h2", "http/1.1"]
@@ -53,7 +53,7 @@ struct TestCertificates {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
         #expect {
-            _ = try OpenSSLContext.server(
+            _ = try TLSContext.server(
                 certificateChain: certificates.serverCertificate,
                 privateKey: certificates.otherKey
             )
@@ -66,7 +66,7 @@ struct TestCertificates {
 
     @Test func missingFileIsRefused() throws {
         #expect(throws: OpenSSLError.self) {
-            _ = try OpenSSLContext.server(certificateChain: "/nonexistent/cert.pem", privateKey: "/nonexistent/key.pem")
+            _ = try TLSContext.server(certificateChain: "/nonexistent/cert.pem", privateKey: "/nonexistent/key.pem")
         }
     }
 }
@@ -113,13 +113,13 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
     ) throws -> (
         server: EmbeddedChannel, client: EmbeddedChannel, serverHandler: OpenSSLHandler, clientHandler: OpenSSLHandler
     ) {
-        let serverContext = try OpenSSLContext.server(
+        let serverContext = try TLSContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey,
             minimumVersion: minimumVersion,
             alpn: serverALPN
         )
-        let clientContext = try OpenSSLContext.client(trustRoots: certificates.caCertificate, alpn: clientALPN)
+        let clientContext = try TLSContext.client(trustRoots: certificates.caCertificate, alpn: clientALPN)
         let serverHandler = OpenSSLHandler(context: serverContext)
         let clientHandler = OpenSSLHandler(context: clientContext, serverHostname: "localhost")
         let server = EmbeddedChannel(handler: serverHandler)
@@ -192,11 +192,11 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
     @Test func handshakeWithoutALPN() throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let serverContext = try OpenSSLContext.server(
+        let serverContext = try TLSContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey
         )
-        let clientContext = try OpenSSLContext.client(trustRoots: certificates.caCertificate)
+        let clientContext = try TLSContext.client(trustRoots: certificates.caCertificate)
         let server = EmbeddedChannel(handler: OpenSSLHandler(context: serverContext))
         let clientHandler = OpenSSLHandler(context: clientContext, serverHostname: "localhost")
         let client = EmbeddedChannel(handler: clientHandler)
@@ -211,11 +211,11 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
     @Test func wrongHostNameIsRefused() throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let serverContext = try OpenSSLContext.server(
+        let serverContext = try TLSContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey
         )
-        let clientContext = try OpenSSLContext.client(trustRoots: certificates.caCertificate)
+        let clientContext = try TLSContext.client(trustRoots: certificates.caCertificate)
         let server = EmbeddedChannel(handler: OpenSSLHandler(context: serverContext))
         let clientHandler = OpenSSLHandler(context: clientContext, serverHostname: "example.org")
         let client = EmbeddedChannel(handler: clientHandler)
@@ -229,7 +229,7 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
     @Test func handshakeTimeoutClosesTheChannel() throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let serverContext = try OpenSSLContext.server(
+        let serverContext = try TLSContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey
         )
@@ -248,7 +248,7 @@ private func readAll(_ channel: EmbeddedChannel) throws -> [UInt8] {
     @Test func plaintextGarbageFailsTheHandshake() throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let serverContext = try OpenSSLContext.server(
+        let serverContext = try TLSContext.server(
             certificateChain: certificates.serverCertificate,
             privateKey: certificates.serverKey
         )

@@ -22,8 +22,8 @@ struct CreateConnectionTests {
     @Test func tlsClientEchoesWithATulipServerAndTls9CloseExchangesCloseNotify() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let serverContext = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
-        let clientContext = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let serverContext = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let clientContext = try TLSContext.client(trustRoots: fixture.ca)
         let served = NIOLockedValueBox<[RecordingProtocol]>([])
         let result = try await withLoop { loop in
             try loop.runUntilComplete { () -> ([String], String, String?, Bool, [String]) in
@@ -68,8 +68,8 @@ struct CreateConnectionTests {
     @Test func plainClientEchoesAndUnixTLSClientToo() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let serverContext = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
-        let clientContext = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let serverContext = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let clientContext = try TLSContext.client(trustRoots: fixture.ca)
         let path = fixture.directory + "/tls.sock"
         let answers = try await withLoop { loop in
             try loop.runUntilComplete { () -> [String] in
@@ -102,7 +102,7 @@ struct CreateConnectionTests {
     @Test func argumentsAreCheckedAndARefusedPortIsConnectFailed() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let clientContext = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let clientContext = try TLSContext.client(trustRoots: fixture.ca)
         let messages = try await withLoop { loop in
             try loop.runUntilComplete { () -> [String] in
                 // A port that was just free: nothing listens there.
@@ -111,7 +111,7 @@ struct CreateConnectionTests {
                 probe.close()
                 await probe.waitClosed()
                 var messages: [String] = []
-                let attempts: [(String?, OpenSSLContext?, TimeAmount?)] = [
+                let attempts: [(String?, TLSContext?, TimeAmount?)] = [
                     ("localhost", nil, nil),
                     (nil, nil, .seconds(1)),
                     (nil, clientContext, .zero),

@@ -89,7 +89,7 @@ struct ServerHandOverTests {
     @Test func onlyATLSServerTakesANewTLSContext() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let context = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let context = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
         try await withLoop { loop in
             try loop.runUntilComplete {
                 let plain = try await loop.createServer(host: "127.0.0.1", port: 0) { Self.echo() }

@@ -17,7 +17,7 @@ struct StartTLSTests {
     private static func upgrade(
         _ loop: TulipLoop,
         port: Int,
-        context: OpenSSLContext,
+        context: TLSContext,
         serverHostname: String = "localhost",
         handshakeTimeout: TimeAmount? = nil,
         shutdownTimeout: TimeAmount? = nil
@@ -41,7 +41,7 @@ struct StartTLSTests {
         let peer = try fixture.opensslServer()
         defer { peer.terminate() }
         let port = try peer.port()
-        let context = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let context = try TLSContext.client(trustRoots: fixture.ca)
         let result = try await withLoop { loop in
             try loop.runUntilComplete { () -> (Bool, Bool, Bool, [String], String, String?) in
                 let (old, new, client) = try await Self.upgrade(loop, port: port, context: context)
@@ -76,7 +76,7 @@ struct StartTLSTests {
         let peer = try fixture.opensslServer()
         defer { peer.terminate() }
         let port = try peer.port()
-        let context = try OpenSSLContext.client(trustRoots: trust)
+        let context = try TLSContext.client(trustRoots: trust)
         let result = try await withLoop { loop in
             try loop.runUntilComplete { () -> (String, [String]) in
                 let (plain, made) = try await loop.createConnection(host: "127.0.0.1", port: port) {
@@ -120,7 +120,7 @@ struct StartTLSTests {
     @Test func tls7HandshakeTimeoutAgainstASilentPeerClosesTheTransport() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let context = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let context = try TLSContext.client(trustRoots: fixture.ca)
         let silent = RecordingProtocol()
         let outcome = try await withLoop { loop in
             try loop.runUntilComplete { () -> String in
@@ -153,7 +153,7 @@ struct StartTLSTests {
         let peer = try fixture.pythonServer("starttls-server")
         defer { peer.terminate() }
         let port = try peer.port()
-        let context = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let context = try TLSContext.client(trustRoots: fixture.ca)
         let echoed = try await withLoop { loop in
             try loop.runUntilComplete { () -> String in
                 let (plain, made) = try await loop.createConnection(host: "127.0.0.1", port: port) {
@@ -182,14 +182,14 @@ struct StartTLSTests {
     /// The server side of STARTTLS: echo, and on the line STARTTLS answer OK and upgrade.
     private final class UpgradingEcho: StreamProtocol, @unchecked Sendable {
         // @unchecked Sendable: used on the loop thread; the test reads it after the loop stopped.
-        let context: OpenSSLContext
+        let context: TLSContext
         var transport: ChannelTransport?
         var plaintext: [String] = []
         var decrypted: [String] = []
         var connectionMadeCount = 0
         var upgraded = false
 
-        init(context: OpenSSLContext) { self.context = context }
+        init(context: TLSContext) { self.context = context }
 
         func connectionMade(transport: ChannelTransport) {
             self.connectionMadeCount += 1
@@ -228,7 +228,7 @@ struct StartTLSTests {
     @Test func tls4BytesAfterTheCommandReachTLSNotTheProtocol() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let context = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let context = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
         let made = NIOLockedValueBox<UpgradingEcho?>(nil)
         let code = try await withLoop { loop in
             try loop.runUntilComplete { () -> Int32 in
@@ -256,8 +256,8 @@ struct StartTLSTests {
     @Test func tls2Tls15ATLSTransportCanBeUpgradedAgain() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let serverContext = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
-        let clientContext = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let serverContext = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let clientContext = try TLSContext.client(trustRoots: fixture.ca)
         let made = NIOLockedValueBox<UpgradingEcho?>(nil)
         let (received, version) = try await withLoop { loop in
             try loop.runUntilComplete { () -> (String, String?) in
@@ -304,7 +304,7 @@ struct StartTLSTests {
         let peer = try fixture.pythonServer("mute-tls-server")
         defer { peer.terminate() }
         let port = try peer.port()
-        let context = try OpenSSLContext.client(trustRoots: fixture.ca)
+        let context = try TLSContext.client(trustRoots: fixture.ca)
         let (closed, aborted) = try await withLoop { loop in
             try loop.runUntilComplete { () -> (String, String) in
                 let closing = try await Self.upgrade(
@@ -330,8 +330,8 @@ struct StartTLSTests {
     @Test func tls2Tls3Tls8BadArgumentsAndAClosedTransportFailFast() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let client = try OpenSSLContext.client(trustRoots: fixture.ca)
-        let server = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let client = try TLSContext.client(trustRoots: fixture.ca)
+        let server = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
         let codes = try await withLoop { loop in
             try loop.runUntilComplete { () -> [String] in
                 let listener = try await loop.createServer(host: "127.0.0.1", port: 0) { RecordingProtocol() }
@@ -340,7 +340,7 @@ struct StartTLSTests {
                     port: listener.sockets[0].localAddress.port!
                 ) { RecordingProtocol() }
                 var codes: [String] = []
-                let attempts: [(OpenSSLContext, Bool, String?, TimeAmount?)] = [
+                let attempts: [(TLSContext, Bool, String?, TimeAmount?)] = [
                     (client, false, "localhost", .zero),  // TLS-3
                     (client, false, nil, nil),  // a verifying client needs a name
                     (client, true, nil, nil),  // server side needs a server context

@@ -20,7 +20,7 @@ struct TLSServerTests {
     @Test func cs1HandshakeTimeoutWithoutSSLIsRefusedAndCs22NonPositiveToo() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
-        let context = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let context = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
         let messages = try await withLoop { loop in
             try loop.runUntilComplete { () -> [String] in
                 var messages: [String] = []
@@ -54,7 +54,7 @@ struct TLSServerTests {
         timeout: TimeAmount? = nil,
         clients: [(mode: String, extra: String)]
     ) async throws -> (codes: [Int32], protocols: [RecordingProtocol]) {
-        let context = try OpenSSLContext.server(
+        let context = try TLSContext.server(
             certificateChain: fixture.certificate,
             privateKey: fixture.key,
             alpn: alpn
@@ -118,7 +118,7 @@ struct TLSServerTests {
         defer { fixture.remove() }
         let file = try TemporaryFile((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         defer { file.remove() }
-        let context = try OpenSSLContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
+        let context = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)
         let (code, sent, refused) = try await withLoop { loop in
             try loop.runUntilComplete { () -> (Int32, Int, String) in
                 let server = try await loop.createServer(host: "127.0.0.1", port: 0, ssl: context) {

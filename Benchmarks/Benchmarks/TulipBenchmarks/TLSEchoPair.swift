@@ -39,11 +39,11 @@ final class TLSEchoPair {
               -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
             """
         guard system(script) == 0 else { throw OpenSSLError(message: "openssl CLI failed", entries: []) }
-        let serverContext = try OpenSSLContext.server(
+        let serverContext = try TLSContext.server(
             certificateChain: directory + "/cert.pem",
             privateKey: directory + "/key.pem"
         )
-        let clientContext = try OpenSSLContext.client(trustRoots: directory + "/cert.pem")
+        let clientContext = try TLSContext.client(trustRoots: directory + "/cert.pem")
         self.server = EmbeddedChannel()
         try self.server.pipeline.syncOperations.addHandlers(OpenSSLHandler(context: serverContext), RawEchoHandler())
         self.client = EmbeddedChannel(handler: OpenSSLHandler(context: clientContext, serverHostname: "localhost"))

@@ -14,7 +14,7 @@ public struct DaemonPlan: Sendable {
         /// The factory made from its options.
         public let factory: any ProtocolFactory
         /// The TLS server context built from its `tls` block, if it has one.
-        public let tls: OpenSSLContext?
+        public let tls: TLSContext?
     }
 
     /// The configuration the plan was made from.
@@ -65,7 +65,7 @@ public struct DaemonPlan: Sendable {
                 )
                 continue
             }
-            var tlsContext: OpenSSLContext?
+            var tlsContext: TLSContext?
             if let tls = listener.tls {
                 do {
                     tlsContext = try Self.makeTLSContext(tls)
@@ -120,8 +120,8 @@ public struct DaemonPlan: Sendable {
     }
 
     /// Loads a `tls` block's files: the chain, the key (checked to match), the client CA.
-    static func makeTLSContext(_ tls: TLSFileConfiguration) throws -> OpenSSLContext {
-        try OpenSSLContext.server(
+    static func makeTLSContext(_ tls: TLSFileConfiguration) throws -> TLSContext {
+        try TLSContext.server(
             certificateChain: tls.certificateChainFile,
             privateKey: tls.privateKeyFile,
             minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12,

@@ -177,7 +177,7 @@ final class RunningListener {
     }
 
     /// Uses `context` for TLS connections accepted from now on (a certificate reload).
-    func replaceTLSContext(_ context: OpenSSLContext) throws {
+    func replaceTLSContext(_ context: TLSContext) throws {
         try (self.server as? Server)?.replaceSSLContext(context)
     }
 }

@@ -15,7 +15,7 @@ public enum TLSMinimumVersion: String, Sendable, Hashable {
 }
 
 /// An OpenSSL `SSL_CTX`: configured once, then shared by every connection made from it.
-public final class OpenSSLContext {
+public final class TLSContext {
     private let pointer: OpaquePointer
     /// The server's ALPN protocols in preference order, as OpenSSL's wire format; retained here for
     /// the select callback, which receives it unretained.
@@ -53,13 +53,13 @@ public final class OpenSSLContext {
         minimumVersion: TLSMinimumVersion = .tls12,
         alpn: [String] = [],
         clientCA: String? = nil
-    ) throws -> OpenSSLContext {
+    ) throws -> TLSContext {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_server_method()) else {
             throw OpenSSLError.drain("SSL_CTX_new failed")
         }
         let alpnBox = try alpn.isEmpty ? nil : ALPNPreferences(alpn)
-        let context = OpenSSLContext(
+        let context = TLSContext(
             takingOwnershipOf: ctx,
             isServer: true,
             alpn: alpnBox,
@@ -126,12 +126,12 @@ public final class OpenSSLContext {
         minimumVersion: TLSMinimumVersion = .tls12,
         alpn: [String] = [],
         verifyPeer: Bool = true
-    ) throws -> OpenSSLContext {
+    ) throws -> TLSContext {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
             throw OpenSSLError.drain("SSL_CTX_new failed")
         }
-        let context = OpenSSLContext(takingOwnershipOf: ctx, isServer: false, alpn: nil, verifiesPeer: verifyPeer)
+        let context = TLSContext(takingOwnershipOf: ctx, isServer: false, alpn: nil, verifiesPeer: verifyPeer)
         try context.configureCommon(minimumVersion: minimumVersion)
         if let trustRoots {
             guard SSL_CTX_load_verify_locations(ctx, trustRoots, nil) == 1 else {
@@ -173,7 +173,7 @@ public final class OpenSSLContext {
 
 // The SSL_CTX is configured entirely in the static factories and never mutated afterwards;
 // OpenSSL 3 allows concurrent SSL_new on a shared SSL_CTX.
-extension OpenSSLContext: @unchecked Sendable {}
+extension TLSContext: @unchecked Sendable {}
 
 /// ALPN protocol names in OpenSSL's wire format (length-prefixed).
 final class ALPNPreferences {
@@ -239,3 +239,7 @@ private let tulipALPNSelect:
         outLength.pointee = input[index]
         return SSL_TLSEXT_ERR_OK
     }
+
+/// The name ``TLSContext`` had before it took ARCHITECTURE §4's.
+@available(*, deprecated, renamed: "TLSContext")
+public typealias OpenSSLContext = TLSContext
