@@ -47,6 +47,7 @@ def _starttls(raw: socket.socket, pki: Path) -> ssl.SSLSocket:
 def test_starttls_echoes_one_mebibyte_both_ways_then_close_notify_both_ways(daemon, pki):
     daemon.start(make_config(tcp_listener("st", "starttls-echo", options=_options(pki))))
     raw = connect_tcp(daemon.addr("st"), timeout=10)
+    peer = "peer=127.0.0.1:%d " % raw.getsockname()[1]
     s = _starttls(raw, pki)
     assert s.version() in ("TLSv1.2", "TLSv1.3")
     _echo_exact(s, MiB)
@@ -59,10 +60,14 @@ def test_starttls_echoes_one_mebibyte_both_ways_then_close_notify_both_ways(daem
     assert expect_eof(plain) == "eof"
     plain.close()
     # The daemon saw the peer's close_notify as an orderly end: no error on the connection.
+    # (The readiness probe's connection logs a line of its own: wait for this connection's.)
+    def closed_lines() -> list[str]:
+        return [l for l in daemon.stderr_text.splitlines() if "connection closed" in l and peer in l + " "]
+
     deadline = time.monotonic() + 5
-    while "connection closed" not in daemon.stderr_text and time.monotonic() < deadline:
+    while not closed_lines() and time.monotonic() < deadline:
         time.sleep(0.05)
-    closed = [line for line in daemon.stderr_text.splitlines() if "connection closed" in line]
+    closed = closed_lines()
     assert closed and "error" not in closed[-1], daemon.stderr_text[-2000:]
     # One connection: the plaintext before the upgrade counts too (19 echoed, STARTTLS in, OK out).
     assert f"bytes_in={19 + 10 + MiB + 10} " in closed[-1], closed[-1]
