@@ -58,7 +58,14 @@ def served(daemon, short_tmp):
     while not admin.exists():
         assert time.monotonic() < deadline, "no admin socket"
         time.sleep(0.05)
-    return daemon, admin
+    # The fixture's readiness probe is a connection too: start once the daemon has accepted and
+    # closed it, so the tests' counts are theirs alone.
+    while True:
+        (echo,) = ask(admin, "status")[0]["listeners"]
+        if echo["accepted_total"] >= 1 and echo["open_connections"] == 0:
+            return daemon, admin
+        assert time.monotonic() < deadline, echo
+        time.sleep(0.05)
 
 
 def test_status_reports_the_daemon_and_every_listener(served):

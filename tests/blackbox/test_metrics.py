@@ -53,7 +53,9 @@ def test_metrics_follow_the_traffic(daemon):
     daemon.start(config)
     # The fixture's readiness probe is a connection too: start once it is gone.
     deadline = time.monotonic() + 5
-    while (baseline := scrape(port))['tulipd_connections_open{listener="echo"}'] != 0:
+    while (baseline := scrape(port))['tulipd_connections_open{listener="echo"}'] != 0 or (
+        baseline['tulipd_connections_accepted_total{listener="echo"}'] < 1
+    ):
         assert time.monotonic() < deadline, baseline
         time.sleep(0.05)
     accepted = baseline['tulipd_connections_accepted_total{listener="echo"}']
