@@ -276,7 +276,15 @@ def test_template_instances_share_a_port_with_reuse_port(units):
         deadline = time.monotonic() + 5
         served: dict[str, int] = {}
         while time.monotonic() < deadline:
-            entries = units.journal("SYSLOG_IDENTIFIER=tulipd", "MESSAGE=connection closed", "LISTENER=echo")
+            # Only the instances' entries: earlier tests' clients to tulipd.service's own "echo"
+            # listener may have had the same ephemeral ports.
+            entries = [
+                entry
+                for name in instances
+                for entry in units.journal(
+                    "SYSLOG_IDENTIFIER=tulipd", "MESSAGE=connection closed", f"_SYSTEMD_UNIT=tulipd@{name}.service"
+                )
+            ]
             served = {}
             for entry in entries:
                 if entry.get("PEER") in peers:
