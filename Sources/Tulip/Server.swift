@@ -53,6 +53,10 @@ public final class Server: @unchecked Sendable {
     private var closedWaiters: [CheckedContinuation<Void, Never>] = []
     private var closedAndDrained = false
     private var serveForeverWaiter: CheckedContinuation<Void, any Error>?
+    /// A `serveForever()` call owns the server, from its first step on the loop until it returns;
+    /// set and checked on the loop in one step, so a second call cannot slip in before the first
+    /// has parked its continuation.
+    private var serveForeverActive = false
     private var loopPaused = false
     /// Cleared by ``keepSocketFileOnClose()``: the socket file then outlives this server.
     private var removesSocketFile = true
@@ -267,16 +271,23 @@ public final class Server: @unchecked Sendable {
     ///   ``TulipError/Code/serverClosed`` if the server is closed.
     public func serveForever() async throws {
         try await self.hop {
-            if self.serveForeverWaiter != nil {
+            if self.serveForeverActive {
                 throw TulipError.make(.serveForeverActive, "server \(self) is already being awaited on serve_forever()")
             }
-            return try self.startServingOnLoop()
+            self.serveForeverActive = true
+            do {
+                return try self.startServingOnLoop()
+            } catch {
+                self.serveForeverActive = false
+                throw error
+            }
         }
         do {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                     self.loop.eventLoop.execute {
                         if self.snapshot.withLockedValue({ $0.isClosed }) || Task.isCancelled {
+                            self.serveForeverActive = false
                             continuation.resume(throwing: CancellationError())
                         } else {
                             self.serveForeverWaiter = continuation
@@ -287,6 +298,7 @@ public final class Server: @unchecked Sendable {
                 self.loop.eventLoop.execute {
                     self.serveForeverWaiter?.resume(throwing: CancellationError())
                     self.serveForeverWaiter = nil
+                    self.serveForeverActive = false
                 }
             }
         } catch {
@@ -350,6 +362,7 @@ public final class Server: @unchecked Sendable {
         self.listening = []
         self.serveForeverWaiter?.resume(throwing: CancellationError())
         self.serveForeverWaiter = nil
+        self.serveForeverActive = false
         self.checkDrained()
     }
 

@@ -112,7 +112,13 @@ struct ServerLimitsTests {
         let outcome = try await withLoop { loop in
             try loop.runUntilComplete { () async throws -> [String] in
                 let (server, port) = try await Self.echoServer(on: loop, observer: observer, limits: .unlimited)
-                let open = try await loop.runInExecutor { try BlockingClient(port: port) }
+                // Echoed once before the pause, so it is surely accepted rather than in the backlog.
+                let open = try await loop.runInExecutor { () -> BlockingClient in
+                    let client = try BlockingClient(port: port)
+                    client.send("1")
+                    _ = client.receive(count: 1)
+                    return client
+                }
                 server.pauseAccepting()
                 var notes = ["\(server.statistics.state)"]
                 let (waiting, early, stillServed) = try await loop.runInExecutor {
