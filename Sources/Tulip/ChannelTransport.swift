@@ -760,6 +760,7 @@ extension ChannelTransport {
     func finishUpgrade(replacement: ChannelTransport?, error: (any Error)?) {
         if let replacement {
             replacement.observer = self.observer
+            self.observer?.connectionReplaced(self, by: replacement)
         } else {
             self.observer?.connectionClosed(self, error: error)
         }

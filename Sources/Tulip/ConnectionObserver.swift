@@ -19,9 +19,15 @@ public protocol ConnectionObserver: AnyObject {
     func acceptingResumed(openConnections: Int)
     /// A connection was closed right after being accepted, before any protocol object existed.
     func connectionRefused(peer: SocketAddress?, reason: ConnectionRefusalReason)
+    /// `startTLS` moved a connection onto a new transport (same connection id): the next
+    /// `connectionClosed` for it comes from `replacement`.
+    func connectionReplaced(_ transport: ChannelTransport, by replacement: ChannelTransport)
 }
 
 extension ConnectionObserver {
+    /// Does nothing.
+    public func connectionReplaced(_ transport: ChannelTransport, by replacement: ChannelTransport) {}
+
     /// Does nothing.
     public func handshakeFailed(peer: SocketAddress?, error: any Error) {}
     /// Does nothing.

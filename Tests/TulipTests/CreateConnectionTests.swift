@@ -19,7 +19,7 @@ struct CreateConnectionTests {
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
-    @Test func tlsClientEchoesWithATulipServerAndTls9CloseExchangesCloseNotify() async throws {
+    @Test func tlsClientEchoesWithATulipServerAndTls9Tls11CloseExchangesCloseNotify() async throws {
         let fixture = try TLSFixture()
         defer { fixture.remove() }
         let serverContext = try TLSContext.server(certificateChain: fixture.certificate, privateKey: fixture.key)

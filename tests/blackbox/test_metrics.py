@@ -91,10 +91,14 @@ def test_http_errors_and_keep_alive(daemon):
     config["metrics"] = {"tcp": {"host": "127.0.0.1", "port": port}}
     daemon.start(config)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    first_socket = None
     for _ in range(3):  # one connection, three scrapes
         conn.request("GET", "/metrics")
         response = conn.getresponse()
         assert response.status == 200 and b"tulipd_loop_lag_seconds" in response.read()
+        # http.client drops its socket when the server closes: the same one means keep-alive held.
+        first_socket = first_socket or conn.sock
+        assert conn.sock is first_socket and conn.sock is not None
     conn.request("GET", "/")
     response = conn.getresponse()
     assert response.status == 404 and response.read() == b"metrics are at /metrics\n"

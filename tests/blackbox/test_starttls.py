@@ -3,6 +3,7 @@ of a TLS listener with sslscan."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -177,3 +178,19 @@ def test_plugins_command_lists_starttls_echo_for_tcp_and_unix():
     line = next((l for l in r.stdout.splitlines() if l.split()[:1] == ["starttls-echo"]), None)
     assert line is not None, describe_result(r)
     assert re.search(r"\btcp\b", line) and re.search(r"\bunix\b", line) and "STARTTLS" in line, line
+
+
+def test_admin_connections_follow_the_upgrade(daemon, pki, short_tmp):
+    """After STARTTLS the TLS transport carries the connection: `connections` lists it once, with
+    the plaintext bytes and the TLS ones together."""
+    config = make_config(tcp_listener("st", "starttls-echo", options=_options(pki)))
+    config["admin"] = {"path": f"{short_tmp}/admin.sock"}
+    daemon.start(config)
+    raw = connect_tcp(daemon.addr("st"), timeout=10)
+    peer = "127.0.0.1:%d" % raw.getsockname()[1]
+    with _starttls(raw, pki) as s:
+        _echo_exact(s, 1000, chunk=1000)
+        listed = run_tulipd(["connections", "st", "--json", "--socket", f"{short_tmp}/admin.sock"])
+        mine = [c for c in json.loads(listed.stdout)["connections"] if c["peer"] == peer]
+        assert len(mine) == 1, listed.stdout
+        assert mine[0]["bytes_in"] == 19 + 10 + 1000 and mine[0]["bytes_out"] == 19 + 4 + 1000, mine

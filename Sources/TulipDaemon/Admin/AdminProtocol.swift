@@ -44,12 +44,7 @@ final class AdminProtocol: StreamProtocol, @unchecked Sendable {
     }
 
     func dataReceived(_ data: ByteBuffer) throws {
-        var data = data
-        if self.pending == nil {
-            self.pending = data
-        } else {
-            self.pending!.writeBuffer(&data)
-        }
+        self.pending.append(data)
         self.processLines()
     }
 

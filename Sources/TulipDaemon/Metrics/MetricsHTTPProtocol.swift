@@ -27,12 +27,7 @@ final class MetricsHTTPProtocol: StreamProtocol {
     }
 
     func dataReceived(_ data: ByteBuffer) throws {
-        var data = data
-        if self.pending == nil {
-            self.pending = data
-        } else {
-            self.pending!.writeBuffer(&data)
-        }
+        self.pending.append(data)
         self.answerPendingRequests()
     }
 

@@ -18,7 +18,7 @@ import Tulip
 ///     }
 /// }
 /// ```
-public protocol Plugin {
+public protocol Plugin: SendableMetatype {
     /// The plugin's options, decoded from the listener's `options` object (absent means `{}`).
     associatedtype Options: Decodable & Sendable
 

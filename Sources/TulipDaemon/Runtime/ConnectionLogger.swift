@@ -9,7 +9,6 @@ import TulipTLS
 /// Loop-confined, like the transports it watches.
 final class ConnectionLogger: ConnectionObserver {
     private let logger: Logger
-    private(set) var openConnections = 0
     private(set) var acceptedTotal: UInt64 = 0
     /// The open connections, by connection id: for `connections` and the byte totals.
     private(set) var open: [UInt64: ChannelTransport] = [:]
@@ -29,7 +28,6 @@ final class ConnectionLogger: ConnectionObserver {
     }
 
     func connectionOpened(_ transport: ChannelTransport) {
-        self.openConnections += 1
         self.acceptedTotal += 1
         self.open[transport.connectionID] = transport
         if self.logger.logLevel <= .debug {
@@ -39,7 +37,6 @@ final class ConnectionLogger: ConnectionObserver {
     }
 
     func connectionClosed(_ transport: ChannelTransport, error: (any Error)?) {
-        self.openConnections -= 1
         self.open.removeValue(forKey: transport.connectionID)
         self.closedBytesIn &+= transport.bytesReceived
         self.closedBytesOut &+= transport.bytesSent
@@ -81,6 +78,15 @@ final class ConnectionLogger: ConnectionObserver {
     /// A listener could not go on serving (a pipe listener that cannot reopen its FIFO).
     func failed(listener: String, error: any Error) {
         self.logger.error("listener stopped", metadata: ["error": "\(error)"])
+    }
+
+    /// Connections opened and not closed yet.
+    var openConnections: Int { self.open.count }
+
+    /// After startTLS the TLS transport carries the connection (and its byte counts, which go on
+    /// from the plaintext ones).
+    func connectionReplaced(_ transport: ChannelTransport, by replacement: ChannelTransport) {
+        self.open[replacement.connectionID] = replacement
     }
 
     /// Bytes received over every connection so far, open ones included.
